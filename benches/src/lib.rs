@@ -1,0 +1,1 @@
+//! criterion microbenchmarks of ketch's hot paths; the benches live in benches/benches/.

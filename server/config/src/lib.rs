@@ -1,0 +1,1 @@
+//! ketch configuration: etcd's flags, ETCD_* environment, YAML config file, member and cluster IDs

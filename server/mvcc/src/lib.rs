@@ -1,0 +1,1 @@
+//! ketch MVCC store: etcd's revision model in memory, no I/O

@@ -1,0 +1,1 @@
+//! etcd v3 protobuf and gRPC definitions (generated with tonic-prost-build)

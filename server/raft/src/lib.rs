@@ -1,0 +1,1 @@
+//! ketch consensus: openraft on glommio, log storage on the WAL, state machine over MVCC
