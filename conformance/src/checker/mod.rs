@@ -1,0 +1,1 @@
+//! Linearizability and watch-guarantee checkers for recorded histories.

@@ -1,0 +1,1 @@
+//! A fault-injecting TCP proxy placed between cluster members (blackhole, delay, drop).
