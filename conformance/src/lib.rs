@@ -2,3 +2,12 @@
 
 pub mod checker;
 pub mod faultproxy;
+
+pub mod catalogue;
+pub mod drivers;
+pub mod faults;
+pub mod normalize;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod servers;

@@ -1,0 +1,7 @@
+//! compaction scenarios.
+
+use crate::scenario::Scenario;
+
+pub fn scenarios() -> Vec<Scenario> {
+    Vec::new()
+}

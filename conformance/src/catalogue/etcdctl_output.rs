@@ -1,0 +1,7 @@
+//! etcdctl_output scenarios.
+
+use crate::scenario::Scenario;
+
+pub fn scenarios() -> Vec<Scenario> {
+    Vec::new()
+}

@@ -1,0 +1,7 @@
+//! lease scenarios.
+
+use crate::scenario::Scenario;
+
+pub fn scenarios() -> Vec<Scenario> {
+    Vec::new()
+}
