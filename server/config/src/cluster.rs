@@ -11,7 +11,7 @@ use sha1::{Digest, Sha1};
 
 use crate::config::{ClusterState, Config};
 use crate::error::ConfigError;
-use crate::url::{EtcdUrl, join_urls, parse_url_list};
+use crate::url::{EtcdUrl, go_list, join_urls, parse_url_list};
 
 /// A member or cluster ID; displays as etcd prints it (lower-case hex, no padding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -213,11 +213,6 @@ impl Config {
     }
 }
 
-/// Go's `%q` of a `[]string`: `["a" "b"]`.
-fn go_list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| crate::url::go_quote(s)).collect();
-    format!("[{}]", quoted.join(" "))
-}
 
 #[cfg(test)]
 mod tests {

@@ -409,13 +409,14 @@ impl Config {
             "capnslog" => {
                 if outputs.len() != 1 {
                     return Err(invalid(format!(
-                        "--logger=capnslog supports only 1 value in '--log-outputs', got {outputs:?}"
+                        "--logger=capnslog supports only 1 value in '--log-outputs', got {}",
+                        crate::url::go_list(outputs)
                     )));
                 }
                 if !matches!(outputs[0].as_str(), "default" | "stderr" | "stdout") {
                     return Err(invalid(format!(
-                        "unknown log-output {:?} (only supports \"default\", \"stderr\", \"stdout\")",
-                        outputs[0]
+                        "unknown log-output {} (only supports \"default\", \"stderr\", \"stdout\")",
+                        crate::url::go_quote(&outputs[0])
                     )));
                 }
             }

@@ -287,6 +287,12 @@ pub(crate) fn go_quote(s: &str) -> String {
     out
 }
 
+/// Go's `%q` of a `[]string`: `["a" "b"]`.
+pub(crate) fn go_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| go_quote(s)).collect();
+    format!("[{}]", quoted.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
