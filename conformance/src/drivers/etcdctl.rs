@@ -58,6 +58,35 @@ pub async fn run(
     })
 }
 
+/// Runs a long-running etcdctl command (e.g. `watch`) for `duration`, then kills it and returns
+/// what it printed so far (`code` is None: it was killed).
+pub async fn run_for(
+    bin: &Path,
+    endpoints: &str,
+    args: &[String],
+    duration: Duration,
+) -> std::io::Result<CtlOutput> {
+    let mut child = tokio::process::Command::new(bin)
+        .env("ETCDCTL_API", "3")
+        .env_remove("ETCDCTL_ENDPOINTS")
+        .arg(format!("--endpoints={endpoints}"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    tokio::time::sleep(duration).await;
+    child.start_kill()?;
+    let out = child.wait_with_output().await?;
+    Ok(CtlOutput {
+        args: args.to_vec(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: None,
+    })
+}
+
 /// Splits a command line on spaces, keeping 'single-quoted' parts together.
 pub fn split_args(line: &str) -> Vec<String> {
     let mut args = Vec::new();
