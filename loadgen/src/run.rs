@@ -92,6 +92,8 @@ pub async fn run(common: &Common, cmd: &Cmd) -> Result<RunOutput> {
             let r = m.drive(w, stop_rule(common, None), common.rate).await;
             if let Some(c) = compactor {
                 c.abort();
+                // Wait until the task is gone, so it no longer holds the recorder.
+                let _ = c.await;
             }
             r
         }

@@ -169,8 +169,10 @@ impl Watchers {
         while self.received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        for r in &self.receivers {
+        for r in self.receivers {
             r.abort();
+            // Wait until the task is gone, so it no longer holds the recorder.
+            let _ = r.await;
         }
         let got = self.received.load(Ordering::Relaxed);
         if got < expected {

@@ -1,0 +1,317 @@
+//! Every workload runs for about a second against a real etcd started by the test, through the
+//! `ketch-loadgen` binary, and leaves a complete run folder whose summary shows requests served
+//! without errors, a time series, an interval log, plots and the server's version.
+
+use std::path::Path;
+use std::process::Command;
+
+use ketch_loadgen::report::Summary;
+use ketch_loadgen::runfolder::RUN_FOLDER_FILES;
+
+mod common;
+
+/// Runs the binary against `endpoint` with `args`, writing `dir`; returns the parsed summary.
+fn run_loadgen(endpoint: &str, dir: &Path, args: &[&str]) -> Summary {
+    let out = Command::new(env!("CARGO_BIN_EXE_ketch-loadgen"))
+        .args(["--endpoints", endpoint, "--json", "--output"])
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("running ketch-loadgen");
+    assert!(
+        out.status.success(),
+        "ketch-loadgen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON summary on stdout")
+}
+
+/// Checks the run folder is complete and consistent with the summary.
+fn check_folder(dir: &Path, summary: &Summary, ops: &[&str]) {
+    for f in RUN_FOLDER_FILES {
+        let len = std::fs::metadata(dir.join(f))
+            .unwrap_or_else(|_| panic!("{f} missing"))
+            .len();
+        assert!(len > 0, "{f} is empty");
+    }
+    let on_disk: Summary =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(&on_disk, summary);
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    let version = run["servers"][0]["version"].as_str().unwrap();
+    assert!(version.starts_with("3."), "server version {version}");
+    assert!(run["machine"]["logical_cpus"].as_u64().unwrap() >= 1);
+    let csv = std::fs::read_to_string(dir.join("timeseries.csv")).unwrap();
+    let hlog = std::fs::read_to_string(dir.join("latency.hlog")).unwrap();
+    for op in ops {
+        let s = summary
+            .op(op)
+            .unwrap_or_else(|| panic!("no {op} in {:?}", summary.ops));
+        assert!(s.requests > 0, "{op}: no requests");
+        assert_eq!(s.errors, 0, "{op}: errors {:?}", s.error_table);
+        assert!(s.fastest_s > 0.0 && s.fastest_s <= s.percentile_s(50.0).unwrap() + 1e-3);
+        assert!(s.percentile_s(50.0).unwrap() <= s.percentile_s(99.0).unwrap());
+        assert!(
+            csv.lines().any(|l| l.split(',').nth(1) == Some(op)),
+            "{op} not in timeseries.csv"
+        );
+        assert!(
+            hlog.contains(&format!("Tag={op},")),
+            "{op} not in latency.hlog"
+        );
+    }
+    for svg in ["latency-percentiles.svg", "throughput.svg"] {
+        let text = std::fs::read_to_string(dir.join(svg)).unwrap();
+        assert!(
+            text.starts_with("<svg") && text.contains("<polyline"),
+            "{svg} has no curve"
+        );
+    }
+    assert!(summary.cpu.per_request_us > 0.0);
+}
+
+async fn workload(ops: &[&str], args: &[&str]) {
+    let server = common::etcd().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let summary = run_loadgen(&server.client_url, &dir, args);
+    check_folder(&dir, &summary, ops);
+}
+
+#[tokio::test]
+async fn put() {
+    workload(
+        &["put"],
+        &[
+            "--conns",
+            "2",
+            "--clients",
+            "4",
+            "--duration",
+            "1s",
+            "put",
+            "--val-size",
+            "256",
+            "--key-space-size",
+            "1000",
+            "--compact-interval",
+            "300ms",
+            "--compact-index-delta",
+            "10",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn put_open_loop() {
+    let server = common::etcd().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let s = run_loadgen(
+        &server.client_url,
+        &dir,
+        &["--clients", "4", "--rate", "300", "--duration", "1s", "put"],
+    );
+    check_folder(&dir, &s, &["put"]);
+    assert_eq!(s.mode, "open-loop");
+    assert_eq!(s.op("put").unwrap().requests, 300);
+}
+
+#[tokio::test]
+async fn range() {
+    workload(
+        &["range"],
+        &[
+            "--clients",
+            "4",
+            "--duration",
+            "1s",
+            "range",
+            "a",
+            "z",
+            "--consistency",
+            "s",
+            "--limit",
+            "10",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn txn_put() {
+    workload(
+        &["txn-put"],
+        &[
+            "--clients",
+            "4",
+            "--duration",
+            "1s",
+            "txn-put",
+            "--txn-ops",
+            "3",
+            "--key-space-size",
+            "100",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn txn_mixed() {
+    workload(
+        &["txn-read", "txn-write"],
+        &[
+            "--clients",
+            "4",
+            "--duration",
+            "1s",
+            "txn-mixed",
+            "--rw-ratio",
+            "2",
+            "--key-space-size",
+            "100",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn watch() {
+    let server = common::etcd().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let s = run_loadgen(
+        &server.client_url,
+        &dir,
+        &[
+            "--clients",
+            "2",
+            "watch",
+            "--streams",
+            "3",
+            "--watch-per-stream",
+            "4",
+            "--key-space-size",
+            "2",
+            "--put-total",
+            "200",
+            "--put-rate",
+            "200",
+        ],
+    );
+    check_folder(&dir, &s, &["watch-create", "put", "watch-event"]);
+    assert_eq!(s.op("watch-create").unwrap().requests, 12);
+    // 12 watchers over 2 keys: every put is seen by 6 watchers.
+    assert_eq!(s.op("watch-event").unwrap().requests, 200 * 6);
+}
+
+#[tokio::test]
+async fn watch_latency() {
+    let server = common::etcd().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let s = run_loadgen(
+        &server.client_url,
+        &dir,
+        &[
+            "watch-latency",
+            "--streams",
+            "2",
+            "--watchers-per-stream",
+            "3",
+            "--put-total",
+            "100",
+            "--put-rate",
+            "100",
+        ],
+    );
+    check_folder(&dir, &s, &["put", "watch-latency"]);
+    assert_eq!(s.op("watch-latency").unwrap().requests, 100 * 6);
+}
+
+#[tokio::test]
+async fn lease_keepalive() {
+    workload(
+        &["lease-keepalive"],
+        &[
+            "--conns",
+            "2",
+            "--clients",
+            "4",
+            "--duration",
+            "1s",
+            "lease-keepalive",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn run_folder_is_never_overwritten() {
+    let server = common::etcd().await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("keep"), b"x").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ketch-loadgen"))
+        .args([
+            "--endpoints",
+            &server.client_url,
+            "--total",
+            "10",
+            "--output",
+        ])
+        .arg(tmp.path())
+        .arg("put")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+}
+
+#[test]
+fn compare_measures_etcd_alone_when_ketch_cannot_serve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("report");
+    let etcd = common::etcd_bin();
+    let etcd = if etcd.is_absolute() {
+        etcd
+    } else {
+        which(&etcd)
+    };
+    let res = Command::new(env!("CARGO_BIN_EXE_ketch-loadgen"))
+        .args([
+            "compare",
+            "--cases",
+            "put-1",
+            "--case-duration",
+            "1s",
+            "--ketch-bin",
+            "/bin/false",
+            "--etcd-bin",
+        ])
+        .arg(&etcd)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(readme.contains("**ketch was not measured**"), "{readme}");
+    assert!(readme.contains("| put-1 | etcd | 0 |"), "{readme}");
+    assert!(out.join("latency-put-1.svg").exists());
+    assert!(out.join("r0-put-1-etcd/summary.json").exists());
+}
+
+fn which(bin: &Path) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap();
+    std::env::split_paths(&path)
+        .map(|d| d.join(bin))
+        .find(|p| p.is_file())
+        .expect("etcd on PATH")
+}
