@@ -193,6 +193,29 @@ impl Store {
         }
     }
 
+    /// Undoes every write of the request in progress.
+    pub(crate) fn roll_back(&mut self, w: &mut WriteTxn) {
+        w.changes = 0;
+        while self
+            .log
+            .back()
+            .is_some_and(|e| e.rev.main == w.begin_rev + 1)
+        {
+            let e = self.log.pop_back().expect("checked above");
+            let history = self.keys.get_mut(&e.key[..]).expect("logged key exists");
+            let undone = history.versions.pop().expect("logged write exists");
+            assert_eq!(undone.mod_rev, e.rev, "mvcc: log and key history disagree");
+            self.size_bytes -= undone.size_bytes(e.key.len());
+            self.leases.detach(undone.lease, &e.key);
+            if let Some(restored) = history.live() {
+                self.leases.attach(restored.lease, &e.key);
+            }
+            if history.is_empty() {
+                self.keys.remove(&e.key[..]);
+            }
+        }
+    }
+
     /// A put inside a write request (a lone Put or one op of a Txn).
     pub(crate) fn put_in(
         &mut self,

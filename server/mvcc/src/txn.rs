@@ -29,7 +29,15 @@ impl Store {
         self.check_ops(req, &path, &mut 0, &|s, op| s.check_put(op))?;
         self.check_ops(req, &path, &mut 0, &|s, op| s.check_range(op))?;
         let mut w = self.begin();
+        let events_before = events.len();
         let result = self.apply_txn(&mut w, req, &path, &mut 0, events);
+        if result.is_err() {
+            // Reachable only past etcd's checks, where etcd 3.4 panics (e.g. a from-key
+            // delete, which the duplicate-key rule misses, then an ignore_value put of a
+            // deleted key): refuse the whole txn instead, leaving no trace of it.
+            self.roll_back(&mut w);
+            events.truncate(events_before);
+        }
         self.end(w);
         let mut resp = result?;
         resp.header = header(self.current_rev);
