@@ -25,7 +25,10 @@ pub enum WalError {
     #[error("wal: invalid options: {0}")]
     InvalidOptions(String),
     #[error("wal: record body of {body_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
-    RecordTooLarge { body_bytes: usize, limit_bytes: usize },
+    RecordTooLarge {
+        body_bytes: usize,
+        limit_bytes: usize,
+    },
     #[error("wal: append queue full ({queued_records} records, {queued_bytes} bytes queued)")]
     QueueFull {
         queued_records: usize,

@@ -173,7 +173,10 @@ mod tests {
         let mut b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Ok(h));
         b[30] ^= 1;
-        assert_eq!(SegmentHeader::decode(&b), Err("segment header CRC mismatch"));
+        assert_eq!(
+            SegmentHeader::decode(&b),
+            Err("segment header CRC mismatch")
+        );
     }
 
     #[test]

@@ -76,14 +76,16 @@ impl WalOptions {
 
     fn validate(&self) -> Result<(), WalError> {
         let s = self.segment_size_bytes;
-        if s < MIN_SEGMENT_SIZE_BYTES || s % SEGMENT_SIZE_MULTIPLE_BYTES != 0 {
+        if s < MIN_SEGMENT_SIZE_BYTES || !s.is_multiple_of(SEGMENT_SIZE_MULTIPLE_BYTES) {
             return Err(WalError::InvalidOptions(format!(
                 "segment_size_bytes {s} must be a multiple of {SEGMENT_SIZE_MULTIPLE_BYTES} \
                  and at least {MIN_SEGMENT_SIZE_BYTES}"
             )));
         }
         if self.max_batch_bytes == 0 {
-            return Err(WalError::InvalidOptions("max_batch_bytes must be > 0".into()));
+            return Err(WalError::InvalidOptions(
+                "max_batch_bytes must be > 0".into(),
+            ));
         }
         Ok(())
     }
@@ -188,9 +190,8 @@ impl Wal {
     pub async fn append_durable(&self, records: &[(u8, u64, &[u8])]) -> Result<(), WalError> {
         let shared = &self.inner.shared;
         let framed: usize = records.iter().map(|r| frame_len(r.2.len())).sum();
-        let room = || {
-            shared.refusal().is_some() || shared.queue.borrow().has_room(records.len(), framed)
-        };
+        let room =
+            || shared.refusal().is_some() || shared.queue.borrow().has_room(records.len(), framed);
         shared.room_wake.wait_until(room).await;
         let result = Rc::new(RefCell::new(None));
         let slot = result.clone();
@@ -215,7 +216,11 @@ impl Wal {
         let victims: Vec<_> = {
             let mut segs = shared.segments.borrow_mut();
             let mut v = Vec::new();
-            while segs.len() > 1 && segs.front().is_some_and(|s| s.max_index.is_none_or(|m| m <= upto)) {
+            while segs.len() > 1
+                && segs
+                    .front()
+                    .is_some_and(|s| s.max_index.is_none_or(|m| m <= upto))
+            {
                 v.push(segs.pop_front().expect("front exists"));
             }
             v
@@ -294,7 +299,8 @@ fn fill_lock_file(file: &std::fs::File, path: &std::path::Path) -> Result<(), Wa
     if len >= LOCK_FILE_BYTES as u64 {
         return Ok(());
     }
-    let mut text = b"ketch-wal lock file: held (flock) by the process that has this WAL open\n".to_vec();
+    let mut text =
+        b"ketch-wal lock file: held (flock) by the process that has this WAL open\n".to_vec();
     text.resize(LOCK_FILE_BYTES, b'\n');
     let mut f = file;
     f.write_all(&text).map_err(|e| io_err("write", path, e))?;

@@ -49,10 +49,17 @@ impl Histogram {
     pub fn render_prometheus(&self, name: &str, help: &str) -> String {
         let mut s = format!("# HELP {name} {help}\n# TYPE {name} histogram\n");
         for (le, c) in self.cumulative_counts() {
-            let le = if le.is_infinite() { "+Inf".to_string() } else { le.to_string() };
+            let le = if le.is_infinite() {
+                "+Inf".to_string()
+            } else {
+                le.to_string()
+            };
             s += &format!("{name}_bucket{{le=\"{le}\"}} {c}\n");
         }
-        s += &format!("{name}_sum {}\n{name}_count {}\n", self.sum_seconds, self.count);
+        s += &format!(
+            "{name}_sum {}\n{name}_count {}\n",
+            self.sum_seconds, self.count
+        );
         s
     }
 }

@@ -68,7 +68,8 @@ impl AppendQueue {
 
     /// Largest body a record may have (its frame must fit in a segment after the header).
     pub(crate) fn max_body_bytes(&self) -> usize {
-        (self.max_frame_bytes - crate::frame::FRAME_HEADER_BYTES) & !(crate::frame::FRAME_ALIGN_BYTES - 1)
+        (self.max_frame_bytes - crate::frame::FRAME_HEADER_BYTES)
+            & !(crate::frame::FRAME_ALIGN_BYTES - 1)
     }
 
     /// Whether an append of `records` records and `bytes` framed bytes fits now. An empty
@@ -163,7 +164,9 @@ mod tests {
     #[test]
     fn batches_take_whole_groups_up_to_the_byte_limit() {
         let mut q = AppendQueue::new(0, 1 << 20);
-        q.push(&[(1, 1, &[0u8; 100]), (1, 2, &[0u8; 100])], noop()).ok().unwrap();
+        q.push(&[(1, 1, &[0u8; 100]), (1, 2, &[0u8; 100])], noop())
+            .ok()
+            .unwrap();
         q.push(&[(1, 3, &[0u8; 100])], noop()).ok().unwrap();
         let (mut b, mut d) = (Batch::default(), VecDeque::new());
         q.take_batch(300, &mut b, &mut d);
@@ -179,7 +182,11 @@ mod tests {
     fn oversized_record_is_refused_whole() {
         let mut q = AppendQueue::new(0, 1024);
         let big = vec![0u8; 1024];
-        let err = q.push(&[(1, 1, b"ok"), (1, 2, &big)], noop()).err().unwrap().0;
+        let err = q
+            .push(&[(1, 1, b"ok"), (1, 2, &big)], noop())
+            .err()
+            .unwrap()
+            .0;
         assert!(matches!(err, WalError::RecordTooLarge { .. }));
         assert!(q.is_empty());
     }

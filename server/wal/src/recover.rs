@@ -80,14 +80,19 @@ pub(crate) async fn recover(dir: &Path, mode: IoMode) -> Result<Recovered, WalEr
         else {
             // The last segment was created but its first write never landed: drop it.
             file.close().await?;
-            glommio::io::remove(path).await.map_err(|e| io_err("remove", path, e))?;
+            glommio::io::remove(path)
+                .await
+                .map_err(|e| io_err("remove", path, e))?;
             sync_dir(dir).await?;
             truncated_tail = Some((path.clone(), 0));
             next_seq = *seq;
             break;
         };
         if (header.seq, header.first_index) != (*seq, *first_index) {
-            return Err(corrupt(0, "segment header does not match the file name".into()));
+            return Err(corrupt(
+                0,
+                "segment header does not match the file name".into(),
+            ));
         }
         if let Some(prev) = &end
             && header.prev_crc != prev.last_crc
@@ -111,7 +116,11 @@ pub(crate) async fn recover(dir: &Path, mode: IoMode) -> Result<Recovered, WalEr
             path: path.clone(),
             max_index,
         });
-        if let Tail::Torn { offset, nonzero_end } = tail {
+        if let Tail::Torn {
+            offset,
+            nonzero_end,
+        } = tail
+        {
             zero_torn_tail(&file, &bytes, offset, nonzero_end).await?;
             truncated_tail = Some((path.clone(), offset));
         }

@@ -112,7 +112,10 @@ fn classify_tail(
             offset: pos as u64,
             nonzero_end: nonzero_end.max(pos) as u64,
         }),
-        Some("torn") => Err(corrupt(pos, "torn record in a segment that is not the last")),
+        Some("torn") => Err(corrupt(
+            pos,
+            "torn record in a segment that is not the last",
+        )),
         Some(reason) => Err(corrupt(pos, reason)),
         None if nonzero_end <= pos => Ok(Tail::Clean),
         // A zero frame header followed by data: the first sectors of the last batch
@@ -121,7 +124,10 @@ fn classify_tail(
             offset: pos as u64,
             nonzero_end: nonzero_end as u64,
         }),
-        None => Err(corrupt(pos, "data after the end of records in a finished segment")),
+        None => Err(corrupt(
+            pos,
+            "data after the end of records in a finished segment",
+        )),
     }
 }
 
@@ -222,7 +228,13 @@ mod tests {
         let (b, _) = segment(&[b"a", b"bb", &[7; 600]]);
         let s = scan_segment(&b, true).unwrap();
         assert_eq!(records(&s), 3);
-        assert!(matches!(s, SegmentScan::Records { tail: Tail::Clean, .. }));
+        assert!(matches!(
+            s,
+            SegmentScan::Records {
+                tail: Tail::Clean,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -247,7 +259,9 @@ mod tests {
         b[1024..1536].fill(0);
         let s = scan_segment(&b, true).unwrap();
         assert_eq!(records(&s), 1);
-        assert!(matches!(s, SegmentScan::Records { tail: Tail::Torn { offset, .. }, .. } if offset == starts[1] as u64));
+        assert!(
+            matches!(s, SegmentScan::Records { tail: Tail::Torn { offset, .. }, .. } if offset == starts[1] as u64)
+        );
         // the same damage in a segment that is not the last is an error
         assert!(scan_segment(&b, false).is_err());
     }
@@ -256,7 +270,13 @@ mod tests {
     fn truncated_file_inside_record_is_torn() {
         let (b, starts) = segment(&[b"a", &[5u8; 300]]);
         let s = scan_segment(&b[..starts[1] + 100], true).unwrap();
-        assert!(matches!(s, SegmentScan::Records { tail: Tail::Torn { .. }, .. }));
+        assert!(matches!(
+            s,
+            SegmentScan::Records {
+                tail: Tail::Torn { .. },
+                ..
+            }
+        ));
         assert_eq!(records(&s), 1);
     }
 
@@ -264,11 +284,17 @@ mod tests {
     fn truncated_or_zero_header_is_empty_torn_only_when_last() {
         let (b, _) = segment(&[b"a"]);
         assert_eq!(scan_segment(&b[..10], true), Ok(SegmentScan::EmptyTorn));
-        assert_eq!(scan_segment(&vec![0; SIZE], true), Ok(SegmentScan::EmptyTorn));
+        assert_eq!(
+            scan_segment(&vec![0; SIZE], true),
+            Ok(SegmentScan::EmptyTorn)
+        );
         assert_eq!(scan_segment(&b[..10], false).unwrap_err().offset, 0);
         let mut bad = b.clone();
         bad[3] ^= 1;
-        assert_eq!(scan_segment(&bad, true).unwrap_err().reason, "bad segment magic");
+        assert_eq!(
+            scan_segment(&bad, true).unwrap_err().reason,
+            "bad segment magic"
+        );
     }
 
     #[test]
@@ -276,7 +302,16 @@ mod tests {
         let (mut b, _) = segment(&[b"a"]);
         b[2000] = 9;
         let s = scan_segment(&b, true).unwrap();
-        assert!(matches!(s, SegmentScan::Records { tail: Tail::Torn { offset: 96, nonzero_end: 2001 }, .. }));
+        assert!(matches!(
+            s,
+            SegmentScan::Records {
+                tail: Tail::Torn {
+                    offset: 96,
+                    nonzero_end: 2001
+                },
+                ..
+            }
+        ));
         assert!(scan_segment(&b, false).is_err());
     }
 }

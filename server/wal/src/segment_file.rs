@@ -230,7 +230,12 @@ pub(crate) async fn resolve_io_mode(
     let refused = if fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC {
         Some(io::Error::from_raw_os_error(nix::libc::EINVAL))
     } else {
-        match OpenOptions::new().read(true).write(true).dma_open(probe).await {
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .dma_open(probe)
+            .await
+        {
             Ok(f) => {
                 f.close().await.map_err(|e| io_err("close", probe, e))?;
                 None

@@ -77,8 +77,12 @@ fn many_appenders_complete_in_append_order_with_group_commit() {
         let completed = Rc::new(RefCell::new(Vec::new()));
         let mut tasks = Vec::new();
         for t in 0..TASKS {
-            let (wal, next, appended, completed) =
-                (wal.clone(), next.clone(), appended.clone(), completed.clone());
+            let (wal, next, appended, completed) = (
+                wal.clone(),
+                next.clone(),
+                appended.clone(),
+                completed.clone(),
+            );
             tasks.push(glommio::spawn_local(async move {
                 for _ in 0..PER_TASK {
                     let idx = std::mem::replace(&mut *next.borrow_mut(), 0);
@@ -104,7 +108,11 @@ fn many_appenders_complete_in_append_order_with_group_commit() {
         wal.append_durable(&[(2, u64::MAX, b"last")]).await.unwrap();
         let total = TASKS * PER_TASK;
         assert_eq!(completed.borrow().len() as u64, total);
-        assert_eq!(*completed.borrow(), *appended.borrow(), "completions out of append order");
+        assert_eq!(
+            *completed.borrow(),
+            *appended.borrow(),
+            "completions out of append order"
+        );
         let m = wal.metrics();
         assert!(m.batches < total, "no group commit happened: {m:?}");
         wal.close().await.unwrap();
@@ -145,7 +153,11 @@ fn purge_deletes_only_old_whole_segments() {
         let idx: Vec<u64> = rec.records.iter().map(|r| r.index).collect();
         assert_eq!(idx, (first..=200).collect::<Vec<_>>());
         assert_eq!(wal.purge_upto(u64::MAX).await.unwrap(), rec.segments - 1);
-        assert_eq!(wal.segment_paths().len(), 1, "the active segment is never purged");
+        assert_eq!(
+            wal.segment_paths().len(),
+            1,
+            "the active segment is never purged"
+        );
         wal.append_durable(&[(1, 201, &body)]).await.unwrap();
         wal.close().await.unwrap();
         let (_wal, rec) = Wal::open(opts).await.unwrap();
@@ -161,7 +173,9 @@ fn dropping_without_close_keeps_every_acknowledged_record() {
         let opts = small_opts(&path, 64 << 10);
         let (wal, _) = Wal::open(opts.clone()).await.unwrap();
         for i in 0..50u64 {
-            wal.append_durable(&[(1, i, &i.to_le_bytes())]).await.unwrap();
+            wal.append_durable(&[(1, i, &i.to_le_bytes())])
+                .await
+                .unwrap();
         }
         let outcomes = Rc::new(RefCell::new(Vec::new()));
         for i in 50..80u64 {
@@ -191,7 +205,10 @@ fn second_open_is_locked_out_and_limits_are_enforced() {
     run(move || async move {
         let opts = small_opts(&path, 16 << 10);
         let (wal, _) = Wal::open(opts.clone()).await.unwrap();
-        assert!(matches!(Wal::open(opts.clone()).await, Err(WalError::Locked(_))));
+        assert!(matches!(
+            Wal::open(opts.clone()).await,
+            Err(WalError::Locked(_))
+        ));
         let big = vec![0u8; wal.max_record_body_bytes() + 1];
         let err = wal.append(&[(1, 1, &big)], Box::new(|_| {})).unwrap_err();
         assert!(matches!(err, WalError::RecordTooLarge { .. }), "{err}");
@@ -199,13 +216,19 @@ fn second_open_is_locked_out_and_limits_are_enforced() {
         wal.append_durable(&[(1, 1, &max)]).await.unwrap();
         let clone = wal.clone();
         wal.close().await.unwrap();
-        assert!(matches!(clone.append_durable(&[(1, 2, b"x")]).await, Err(WalError::Closed)));
+        assert!(matches!(
+            clone.append_durable(&[(1, 2, b"x")]).await,
+            Err(WalError::Closed)
+        ));
         drop(clone);
         let (_wal, rec) = Wal::open(opts).await.unwrap();
         assert_eq!(rec.records.len(), 1);
         assert_eq!(rec.records[0].body, max);
         let mut bad = small_opts(&path, 10_000);
         bad.max_batch_bytes = 1;
-        assert!(matches!(Wal::open(bad).await, Err(WalError::InvalidOptions(_))));
+        assert!(matches!(
+            Wal::open(bad).await,
+            Err(WalError::InvalidOptions(_))
+        ));
     });
 }
