@@ -1,0 +1,207 @@
+//! openraft's `RaftStateMachine` over a [`StateStore`]: committed entries are applied in
+//! batches under one write lock, their events go to the subscriber, then each proposer is
+//! answered. Snapshots are files in `<data-dir>/snap/` (format in `snapshot_file`).
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use ketch_proto::ketchpb::RaftResponse;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::{AsyncRuntime, OptionalSend};
+use parking_lot::RwLock;
+
+use crate::runtime::GlommioRuntime;
+use crate::snapshot_file::{self, SnapshotFile};
+use crate::state_store::StateStore;
+use crate::types::{
+    ApplyError, ApplyOutcome, EntryPayload, KetchRaftTypes, LogId, SnapshotMeta, StoredMembership,
+};
+
+/// Receives the events of every applied batch, in log order, before the proposers are
+/// answered (so a watcher sees a change no later than the writer's response).
+pub type EventSink<E> = Box<dyn FnMut(Vec<E>) + 'static>;
+
+type KetchSnapshot = Snapshot<crate::types::LeaderId, u64, crate::types::Member, SnapshotFile>;
+
+/// A committed entry whose bytes are not a `RaftRequest` (every member refuses it alike).
+#[derive(Debug, thiserror::Error)]
+#[error("raft entry {index} does not decode as a RaftRequest: {source}")]
+pub struct UndecodableEntry {
+    pub index: u64,
+    pub source: prost::DecodeError,
+}
+
+/// The replicated state machine of one member.
+pub struct StateMachine<S: StateStore> {
+    store: Arc<RwLock<S>>,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    snap_dir: PathBuf,
+    sink: Option<EventSink<S::Event>>,
+}
+
+impl<S: StateStore> StateMachine<S> {
+    pub fn new(
+        store: Arc<RwLock<S>>,
+        snap_dir: PathBuf,
+        sink: Option<EventSink<S::Event>>,
+    ) -> Self {
+        StateMachine {
+            store,
+            applied: None,
+            membership: StoredMembership::default(),
+            snap_dir,
+            sink,
+        }
+    }
+
+    /// Applies one decoded batch under a single write lock; returns what to answer.
+    fn apply_batch(
+        &mut self,
+        items: &[EntryResponder<KetchRaftTypes>],
+        events: &mut Vec<S::Event>,
+    ) -> Vec<ApplyOutcome> {
+        let mut store = self.store.write();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (entry, _) in items {
+            let out = match &entry.payload {
+                EntryPayload::Blank => Ok(RaftResponse::default()),
+                EntryPayload::Normal(bytes) => match bytes.decode() {
+                    Ok(req) => store.apply(&req, events).map_err(ApplyError::new),
+                    Err(source) => Err(ApplyError::new(UndecodableEntry {
+                        index: entry.log_id.index,
+                        source,
+                    })),
+                },
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    Ok(RaftResponse::default())
+                }
+            };
+            self.applied = Some(entry.log_id);
+            outcomes.push(ApplyOutcome(out));
+        }
+        outcomes
+    }
+}
+
+/// Builds a snapshot file from a copy of the store taken when the builder was created (the
+/// copy matches `meta.last_log_id` exactly, whatever is applied meanwhile).
+pub struct SnapshotBuilder {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+    snap_dir: PathBuf,
+}
+
+impl RaftSnapshotBuilder<KetchRaftTypes> for SnapshotBuilder {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<KetchSnapshot, io::Error> {
+        let meta = self.meta.clone();
+        let data = std::mem::take(&mut self.data);
+        let dir = self.snap_dir.clone();
+        // Writing and fsyncing a large file would stall every task of the raft executor.
+        let file = GlommioRuntime::spawn_blocking(move || snapshot_file::write(&dir, &meta, &data))
+            .await??;
+        Ok(Snapshot {
+            meta: self.meta.clone(),
+            snapshot: file,
+        })
+    }
+}
+
+impl<S: StateStore> RaftStateMachine<KetchRaftTypes> for StateMachine<S> {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: futures::Stream<Item = Result<EntryResponder<KetchRaftTypes>, io::Error>>
+            + Unpin
+            + OptionalSend,
+    {
+        let items: Vec<EntryResponder<KetchRaftTypes>> = entries.try_collect().await?;
+        let mut events = Vec::new();
+        let outcomes = self.apply_batch(&items, &mut events);
+        if let Some(sink) = self.sink.as_mut()
+            && !events.is_empty()
+        {
+            sink(events);
+        }
+        for ((_, responder), outcome) in items.into_iter().zip(outcomes) {
+            if let Some(r) = responder {
+                // Acknowledgement point. Entries reach apply only once committed, and an
+                // entry is committed only after a quorum has fdatasynced it (for one member,
+                // its own WAL fsync: the WAL runs the IOFlushed callback after fdatasync).
+                r.send(outcome);
+            }
+        }
+        Ok(())
+    }
+
+    async fn try_create_snapshot_builder(&mut self, _force: bool) -> Option<Self::SnapshotBuilder> {
+        Some(self.get_snapshot_builder().await)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let mut data = Vec::new();
+        self.store
+            .read()
+            .write_snapshot(&mut data)
+            .expect("writing a snapshot into memory does not fail");
+        let meta = SnapshotMeta {
+            last_log_id: self.applied,
+            last_membership: self.membership.clone(),
+        };
+        SnapshotBuilder {
+            meta,
+            data,
+            snap_dir: self.snap_dir.clone(),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> Result<(), io::Error> {
+        let (file_meta, data) = snapshot_file::read(&snapshot.path)?;
+        if file_meta.last_log_id != meta.last_log_id {
+            return Err(io::Error::other(format!(
+                "snapshot {} holds {:?}, expected {:?}",
+                snapshot.path.display(),
+                file_meta.last_log_id,
+                meta.last_log_id
+            )));
+        }
+        let mut fresh = S::default();
+        fresh.read_snapshot(&mut data.as_slice())?;
+        *self.store.write() = fresh;
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        if snapshot.path.parent() != Some(self.snap_dir.as_path()) {
+            // Received from the leader: keep it as this member's current snapshot.
+            let dir = self.snap_dir.clone();
+            let m = meta.clone();
+            GlommioRuntime::spawn_blocking(move || snapshot_file::write(&dir, &m, &data)).await??;
+        }
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<KetchSnapshot>, io::Error> {
+        let Some(path) = snapshot_file::latest(&self.snap_dir)? else {
+            return Ok(None);
+        };
+        let (meta, _) = snapshot_file::read(&path)?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: SnapshotFile { path },
+        }))
+    }
+}
