@@ -546,6 +546,12 @@ impl Config {
                 "{flag} is not supported by ketch; bootstrap with --initial-cluster"
             )));
         }
+        if !matches!(self.raw.proxy.as_str(), "off" | "readonly" | "on") {
+            // Only reachable from a config file; etcd's text.
+            return Err(invalid(
+                "unexpected error setting up proxyFlag: invalid value",
+            ));
+        }
         if self.raw.proxy != "off" {
             return Err(invalid(format!(
                 "--proxy={} is not supported by ketch (etcd's v2 proxy)",
@@ -634,25 +640,24 @@ impl Config {
         let default_client = urls(DEFAULT_ADVERTISE_CLIENT_URLS);
         let mut used = false;
         let listen_peer = self.listen_peer_urls.first().cloned();
-        if let Some(lp) = listen_peer.filter(|u| u.hostname() == "0.0.0.0") {
-            if self.initial_advertise_peer_urls == default_peer {
-                let old_cluster = initial_cluster_from_name(&self.name, &default_peer);
-                self.initial_advertise_peer_urls =
-                    vec![default_peer[0].with_host_port(host, lp.port())];
-                if self.name != DEFAULT_NAME && self.initial_cluster == old_cluster {
-                    self.initial_cluster =
-                        initial_cluster_from_name(&self.name, &self.initial_advertise_peer_urls);
-                }
-                used = true;
+        if let Some(lp) = listen_peer.filter(|u| u.hostname() == "0.0.0.0")
+            && self.initial_advertise_peer_urls == default_peer
+        {
+            let old_cluster = initial_cluster_from_name(&self.name, &default_peer);
+            self.initial_advertise_peer_urls =
+                vec![default_peer[0].with_host_port(host, lp.port())];
+            if self.name != DEFAULT_NAME && self.initial_cluster == old_cluster {
+                self.initial_cluster =
+                    initial_cluster_from_name(&self.name, &self.initial_advertise_peer_urls);
             }
+            used = true;
         }
         let listen_client = self.listen_client_urls.first().cloned();
-        if let Some(lc) = listen_client.filter(|u| u.hostname() == "0.0.0.0") {
-            if self.advertise_client_urls == default_client {
-                self.advertise_client_urls =
-                    vec![default_client[0].with_host_port(host, lc.port())];
-                used = true;
-            }
+        if let Some(lc) = listen_client.filter(|u| u.hostname() == "0.0.0.0")
+            && self.advertise_client_urls == default_client
+        {
+            self.advertise_client_urls = vec![default_client[0].with_host_port(host, lc.port())];
+            used = true;
         }
         used
     }

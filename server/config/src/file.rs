@@ -17,8 +17,10 @@ use crate::url::parse_url_list;
 enum GoType {
     Str,
     Uint,
+    Uint64,
     Uint32,
     Int,
+    Int64,
     Bool,
     Duration,
     StrSlice,
@@ -30,8 +32,10 @@ impl GoType {
         match self {
             GoType::Str => "string",
             GoType::Uint => "uint",
+            GoType::Uint64 => "uint64",
             GoType::Uint32 => "uint32",
-            GoType::Int => "int64",
+            GoType::Int => "int",
+            GoType::Int64 => "int64",
             GoType::Bool => "bool",
             GoType::Duration => "time.Duration",
             GoType::StrSlice => "[]string",
@@ -111,7 +115,7 @@ static KEYS: &[(&str, GoType, Apply)] = &[
     ("wal-dir", Str, |c, v, _| {
         c.wal_dir = Some(v.s()).filter(|s| !s.is_empty()).map(Into::into)
     }),
-    ("snapshot-count", Uint, |c, v, _| c.snapshot_count = v.u()),
+    ("snapshot-count", Uint64, |c, v, _| c.snapshot_count = v.u()),
     ("max-snapshots", Uint, |c, v, _| c.max_snapshots = v.u()),
     ("max-wals", Uint, |c, v, _| c.max_wals = v.u()),
     ("heartbeat-interval", Uint, |c, v, _| {
@@ -129,7 +133,7 @@ static KEYS: &[(&str, GoType, Apply)] = &[
     ("backend-batch-limit", Int, |c, v, _| {
         c.backend_batch_limit = v.i()
     }),
-    ("quota-backend-bytes", Int, |c, v, _| {
+    ("quota-backend-bytes", Int64, |c, v, _| {
         c.quota_backend_bytes = v.i()
     }),
     ("max-txn-ops", Uint, |c, v, _| c.max_txn_ops = v.u()),
@@ -255,7 +259,9 @@ static KEYS: &[(&str, GoType, Apply)] = &[
     ("client-transport-security", Security, |_, _, _| {}),
     ("peer-transport-security", Security, |_, _, _| {}),
     ("shards", Uint32, |c, v, _| c.shards = Some(v.u() as u32)),
-    ("io-memory-bytes", Uint, |c, v, _| c.io_memory_bytes = v.u()),
+    ("io-memory-bytes", Uint64, |c, v, _| {
+        c.io_memory_bytes = v.u()
+    }),
 ];
 
 /// Keys of `client-transport-security` and `peer-transport-security`.
@@ -374,7 +380,8 @@ fn decode_security(cfg: &mut Config, name: &str, value: Yaml) -> Result<(), Stri
         if value.is_null() {
             continue;
         }
-        let path = format!("configYAML.{name}.{field}");
+        // Go names the nested struct's type first: securityConfig.<key>.<field>.
+        let path = format!("securityConfig.{name}.{field}");
         match (convert(value, *ty, &path)?, *field) {
             (v, "cert-file") => tls.cert_file = v.s(),
             (v, "key-file") => tls.key_file = v.s(),
@@ -413,13 +420,16 @@ fn type_error(v: &Yaml, field: &str, ty: GoType) -> String {
 fn convert(v: Yaml, ty: GoType, field: &str) -> Result<Val, String> {
     let err = |v: &Yaml| type_error(v, field, ty);
     match ty {
+        // etcd 3.4.23 refuses `name: 123` ("cannot unmarshal number into ... of type
+        // string"; measured): only YAML strings fill string fields.
         Str => match &v {
             Yaml::String(s) => Ok(Val::Str(s.clone())),
-            Yaml::Number(n) => Ok(Val::Str(n.to_string())),
-            Yaml::Bool(b) => Ok(Val::Str(b.to_string())),
+            Yaml::Number(_) => Err(format!(
+                "cannot unmarshal number into Go struct field {field} of type string"
+            )),
             _ => Err(err(&v)),
         },
-        Uint | Uint32 => {
+        Uint | Uint64 | Uint32 => {
             let max = if ty == Uint32 {
                 u64::from(u32::MAX)
             } else {
@@ -430,7 +440,7 @@ fn convert(v: Yaml, ty: GoType, field: &str) -> Result<Val, String> {
                 .map(Val::Uint)
                 .ok_or_else(|| err(&v))
         }
-        Int => v.as_i64().map(Val::Int).ok_or_else(|| err(&v)),
+        Int | Int64 => v.as_i64().map(Val::Int).ok_or_else(|| err(&v)),
         Duration => match v.as_i64() {
             Some(ns) if ns >= 0 => Ok(Val::Dur(std::time::Duration::from_nanos(ns as u64))),
             _ => Err(err(&v)),

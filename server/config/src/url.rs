@@ -190,7 +190,7 @@ fn parse_go_url(input: &str) -> Result<(EtcdUrl, String), String> {
         Some((r, f)) => (r, Some(f.to_owned())),
         None => (input, None),
     };
-    let (scheme, rest) = split_scheme(rest).map_err(|why| fail(why))?;
+    let (scheme, rest) = split_scheme(rest).map_err(fail)?;
     let (rest, raw_query) = match rest.split_once('?') {
         Some((r, q)) => (r, Some(q.to_owned())),
         None => (rest, None),

@@ -15,10 +15,22 @@ fn flagless_start_has_etcds_defaults() {
     assert_eq!(cfg.name, "default");
     assert_eq!(cfg.data_dir.to_str(), Some("default.ketch"));
     assert_eq!(cfg.wal_dir, None);
-    assert_eq!(url_strings(&cfg.listen_client_urls), ["http://localhost:2379"]);
-    assert_eq!(url_strings(&cfg.advertise_client_urls), ["http://localhost:2379"]);
-    assert_eq!(url_strings(&cfg.listen_peer_urls), ["http://localhost:2380"]);
-    assert_eq!(url_strings(&cfg.initial_advertise_peer_urls), ["http://localhost:2380"]);
+    assert_eq!(
+        url_strings(&cfg.listen_client_urls),
+        ["http://localhost:2379"]
+    );
+    assert_eq!(
+        url_strings(&cfg.advertise_client_urls),
+        ["http://localhost:2379"]
+    );
+    assert_eq!(
+        url_strings(&cfg.listen_peer_urls),
+        ["http://localhost:2380"]
+    );
+    assert_eq!(
+        url_strings(&cfg.initial_advertise_peer_urls),
+        ["http://localhost:2380"]
+    );
     assert!(cfg.listen_metrics_urls.is_empty());
     assert_eq!(cfg.initial_cluster, "default=http://localhost:2380");
     assert_eq!(cfg.initial_cluster_token, "etcd-cluster");
@@ -28,7 +40,10 @@ fn flagless_start_has_etcds_defaults() {
     // etcd 3.4's DefaultSnapshotCount; DESIGN.md's 10000 is etcd 3.2's.
     assert_eq!(cfg.snapshot_count, 100_000);
     assert_eq!(cfg.quota_backend_bytes, 0);
-    assert_eq!(cfg.effective_quota_backend_bytes(), Some(2 * 1024 * 1024 * 1024));
+    assert_eq!(
+        cfg.effective_quota_backend_bytes(),
+        Some(2 * 1024 * 1024 * 1024)
+    );
     assert_eq!(cfg.max_request_bytes, 1_572_864);
     assert_eq!(cfg.max_txn_ops, 128);
     assert_eq!(cfg.max_concurrent_streams, u32::MAX);
@@ -55,7 +70,10 @@ fn flagless_start_has_etcds_defaults() {
     assert_eq!(cfg.shards, None);
     assert!(cfg.effective_shards() >= 1);
     assert_eq!(cfg.io_memory_bytes, 1024 * 1024);
-    assert_eq!(cfg.effective_wal_dir().to_str(), Some("default.ketch/member/wal"));
+    assert_eq!(
+        cfg.effective_wal_dir().to_str(),
+        Some("default.ketch/member/wal")
+    );
     // etcd warns "no data-dir provided, using default data-dir ./default.etcd".
     assert!(
         cfg.notices
@@ -104,26 +122,86 @@ fn startup_summary_matches_etcds_startup_log_fields() {
 
 /// Every flag `etcd --help` (3.4.23) lists.
 const ETCD_HELP_FLAGS: &[&str] = &[
-    "name", "data-dir", "wal-dir", "snapshot-count", "heartbeat-interval", "election-timeout",
-    "initial-election-tick-advance", "listen-peer-urls", "listen-client-urls", "max-snapshots",
-    "max-wals", "quota-backend-bytes", "backend-batch-interval", "backend-batch-limit",
-    "max-txn-ops", "max-request-bytes", "max-concurrent-streams", "grpc-keepalive-min-time",
-    "grpc-keepalive-interval", "grpc-keepalive-timeout", "initial-advertise-peer-urls",
-    "initial-cluster", "initial-cluster-state", "initial-cluster-token", "advertise-client-urls",
-    "discovery", "discovery-fallback", "discovery-proxy", "discovery-srv", "discovery-srv-name",
-    "strict-reconfig-check", "pre-vote", "auto-compaction-retention", "auto-compaction-mode",
-    "enable-v2", "cert-file", "key-file", "client-cert-auth", "client-crl-file",
-    "client-cert-allowed-hostname", "trusted-ca-file", "auto-tls", "peer-cert-file",
-    "peer-key-file", "peer-client-cert-auth", "peer-trusted-ca-file", "peer-cert-allowed-cn",
-    "peer-cert-allowed-hostname", "peer-auto-tls", "peer-crl-file", "cipher-suites", "cors",
-    "host-whitelist", "auth-token", "bcrypt-cost", "auth-token-ttl", "enable-pprof", "metrics",
-    "listen-metrics-urls", "logger", "log-outputs", "log-level", "proxy", "proxy-failure-wait",
-    "proxy-refresh-interval", "proxy-dial-timeout", "proxy-write-timeout", "proxy-read-timeout",
-    "experimental-initial-corrupt-check", "experimental-corrupt-check-time",
-    "experimental-enable-v2v3", "experimental-backend-bbolt-freelist-type",
-    "experimental-enable-lease-checkpoint", "experimental-compaction-batch-limit",
-    "experimental-peer-skip-client-san-verification", "experimental-watch-progress-notify-interval",
-    "experimental-warning-apply-duration", "force-new-cluster", "debug", "log-package-levels",
+    "name",
+    "data-dir",
+    "wal-dir",
+    "snapshot-count",
+    "heartbeat-interval",
+    "election-timeout",
+    "initial-election-tick-advance",
+    "listen-peer-urls",
+    "listen-client-urls",
+    "max-snapshots",
+    "max-wals",
+    "quota-backend-bytes",
+    "backend-batch-interval",
+    "backend-batch-limit",
+    "max-txn-ops",
+    "max-request-bytes",
+    "max-concurrent-streams",
+    "grpc-keepalive-min-time",
+    "grpc-keepalive-interval",
+    "grpc-keepalive-timeout",
+    "initial-advertise-peer-urls",
+    "initial-cluster",
+    "initial-cluster-state",
+    "initial-cluster-token",
+    "advertise-client-urls",
+    "discovery",
+    "discovery-fallback",
+    "discovery-proxy",
+    "discovery-srv",
+    "discovery-srv-name",
+    "strict-reconfig-check",
+    "pre-vote",
+    "auto-compaction-retention",
+    "auto-compaction-mode",
+    "enable-v2",
+    "cert-file",
+    "key-file",
+    "client-cert-auth",
+    "client-crl-file",
+    "client-cert-allowed-hostname",
+    "trusted-ca-file",
+    "auto-tls",
+    "peer-cert-file",
+    "peer-key-file",
+    "peer-client-cert-auth",
+    "peer-trusted-ca-file",
+    "peer-cert-allowed-cn",
+    "peer-cert-allowed-hostname",
+    "peer-auto-tls",
+    "peer-crl-file",
+    "cipher-suites",
+    "cors",
+    "host-whitelist",
+    "auth-token",
+    "bcrypt-cost",
+    "auth-token-ttl",
+    "enable-pprof",
+    "metrics",
+    "listen-metrics-urls",
+    "logger",
+    "log-outputs",
+    "log-level",
+    "proxy",
+    "proxy-failure-wait",
+    "proxy-refresh-interval",
+    "proxy-dial-timeout",
+    "proxy-write-timeout",
+    "proxy-read-timeout",
+    "experimental-initial-corrupt-check",
+    "experimental-corrupt-check-time",
+    "experimental-enable-v2v3",
+    "experimental-backend-bbolt-freelist-type",
+    "experimental-enable-lease-checkpoint",
+    "experimental-compaction-batch-limit",
+    "experimental-peer-skip-client-san-verification",
+    "experimental-watch-progress-notify-interval",
+    "experimental-warning-apply-duration",
+    "force-new-cluster",
+    "debug",
+    "log-package-levels",
 ];
 
 #[test]
@@ -139,7 +217,10 @@ fn every_etcd_flag_is_defined_and_listed_in_help() {
         }
         let hidden = ["debug", "log-package-levels"];
         if !hidden.contains(name) {
-            assert!(help.contains(&format!("  --{name} '")), "help lacks --{name}");
+            assert!(
+                help.contains(&format!("  --{name} '")),
+                "help lacks --{name}"
+            );
         }
     }
     assert!(help.contains("  --shards '") && help.contains("KETCH_SHARDS"));

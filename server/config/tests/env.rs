@@ -39,8 +39,14 @@ fn etcd_variables_set_flags() {
     );
     assert_eq!(cfg.name, "infra1");
     assert_eq!(cfg.data_dir.to_str(), Some("/var/lib/etcd"));
-    assert_eq!(url_strings(&cfg.listen_client_urls), ["http://127.0.0.1:12379"]);
-    assert_eq!((cfg.heartbeat_interval_ms, cfg.election_timeout_ms), (200, 2000));
+    assert_eq!(
+        url_strings(&cfg.listen_client_urls),
+        ["http://127.0.0.1:12379"]
+    );
+    assert_eq!(
+        (cfg.heartbeat_interval_ms, cfg.election_timeout_ms),
+        (200, 2000)
+    );
     assert_eq!(cfg.snapshot_count, 5000);
     assert_eq!(cfg.initial_cluster_token, "tok");
     assert_eq!(cfg.initial_cluster_state.as_str(), "existing");
@@ -75,14 +81,21 @@ fn flag_and_variable_together_is_fatal_as_in_etcd() {
     // C | pkg/flags: conflicting environment variable "ETCD_NAME" is shadowed by
     // corresponding command-line flag (either unset environment variable or disable flag)
     let want = "conflicting environment variable \"ETCD_NAME\" is shadowed by corresponding command-line flag (either unset environment variable or disable flag)";
-    assert_eq!(invalid_env(&["--name", "flagname"], &[("ETCD_NAME", "envname")]), want);
-    assert_eq!(invalid_env(&["--name", "flagname"], &[("ETCD_NAME", "")]), want);
-    assert!(
-        invalid_env(&["--name=x"], &[("KETCH_NAME", "y")]).starts_with(
-            "conflicting environment variable \"KETCH_NAME\" is shadowed"
-        )
+    assert_eq!(
+        invalid_env(&["--name", "flagname"], &[("ETCD_NAME", "envname")]),
+        want
     );
-    let err = parse_env(&["--name=x"], &[("ETCD_NAME", "y")]).map(|_| ()).unwrap_err();
+    assert_eq!(
+        invalid_env(&["--name", "flagname"], &[("ETCD_NAME", "")]),
+        want
+    );
+    assert!(
+        invalid_env(&["--name=x"], &[("KETCH_NAME", "y")])
+            .starts_with("conflicting environment variable \"KETCH_NAME\" is shadowed")
+    );
+    let err = parse_env(&["--name=x"], &[("ETCD_NAME", "y")])
+        .map(|_| ())
+        .unwrap_err();
     assert_eq!(err.exit_code(), 1);
 }
 
@@ -95,11 +108,31 @@ fn empty_variables_are_ignored() {
 fn bad_values_name_the_variable() {
     // Messages printed by etcd 3.4.23 for the same variables (measured).
     let cases = [
-        ("ETCD_HEARTBEAT_INTERVAL", "abc", "invalid value \"abc\" for ETCD_HEARTBEAT_INTERVAL: parse error"),
-        ("ETCD_LISTEN_CLIENT_URLS", "foo", "invalid value \"foo\" for ETCD_LISTEN_CLIENT_URLS: URL scheme must be http, https, unix, or unixs: foo"),
-        ("ETCD_ENABLE_V2", "abc", "invalid value \"abc\" for ETCD_ENABLE_V2: parse error"),
-        ("ETCD_VERSION", "3.4.23", "invalid value \"3.4.23\" for ETCD_VERSION: parse error"),
-        ("KETCH_IO_MEMORY_BYTES", "1M", "invalid value \"1M\" for KETCH_IO_MEMORY_BYTES: parse error"),
+        (
+            "ETCD_HEARTBEAT_INTERVAL",
+            "abc",
+            "invalid value \"abc\" for ETCD_HEARTBEAT_INTERVAL: parse error",
+        ),
+        (
+            "ETCD_LISTEN_CLIENT_URLS",
+            "foo",
+            "invalid value \"foo\" for ETCD_LISTEN_CLIENT_URLS: URL scheme must be http, https, unix, or unixs: foo",
+        ),
+        (
+            "ETCD_ENABLE_V2",
+            "abc",
+            "invalid value \"abc\" for ETCD_ENABLE_V2: parse error",
+        ),
+        (
+            "ETCD_VERSION",
+            "3.4.23",
+            "invalid value \"3.4.23\" for ETCD_VERSION: parse error",
+        ),
+        (
+            "KETCH_IO_MEMORY_BYTES",
+            "1M",
+            "invalid value \"1M\" for KETCH_IO_MEMORY_BYTES: parse error",
+        ),
     ];
     for (key, value, want) in cases {
         assert_eq!(invalid_env(&[], &[(key, value)]), want, "{key}");
@@ -115,7 +148,10 @@ fn environment_values_are_validated_like_flags() {
     // ETCD_LISTEN_CLIENT_URLS is not "set explicitly" in etcd's sense (IsSet looks only at
     // the command line), so the default advertise URL stays.
     let cfg = ok_env(&[], &[("ETCD_LISTEN_CLIENT_URLS", "http://127.0.0.1:1")]);
-    assert_eq!(url_strings(&cfg.advertise_client_urls), ["http://localhost:2379"]);
+    assert_eq!(
+        url_strings(&cfg.advertise_client_urls),
+        ["http://localhost:2379"]
+    );
 }
 
 #[test]

@@ -5,7 +5,9 @@ use ketch_config::{ClusterState, Config, ConfigError, Id, cluster_id, member_id}
 use std::ffi::OsString;
 
 fn parse(args: &[&str]) -> Config {
-    let argv = std::iter::once("ketch").chain(args.iter().copied()).map(OsString::from);
+    let argv = std::iter::once("ketch")
+        .chain(args.iter().copied())
+        .map(OsString::from);
     Config::parse_from(argv, |_| None).expect("valid flags")
 }
 
@@ -24,9 +26,14 @@ fn single_default_member() {
 fn single_named_member() {
     // `etcd --name foo --initial-advertise-peer-urls http://127.0.0.1:41380` (initial cluster
     // derived from the name): "starting member ec1314ea52838568 in cluster dfd396ec7b4c7b9e".
-    let boot = parse(&["--name", "foo", "--initial-advertise-peer-urls", "http://127.0.0.1:41380"])
-        .bootstrap()
-        .expect("bootstrap");
+    let boot = parse(&[
+        "--name",
+        "foo",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:41380",
+    ])
+    .bootstrap()
+    .expect("bootstrap");
     assert_eq!(boot.local_member_id.to_string(), "ec1314ea52838568");
     assert_eq!(boot.cluster_id.to_string(), "dfd396ec7b4c7b9e");
 }
@@ -47,18 +54,26 @@ fn tutorial_three_member_cluster() {
     for (i, (name, id)) in want.iter().enumerate() {
         let peer = format!("http://127.0.0.1:{}2380", i + 1);
         let boot = parse(&[
-            "--name", name,
-            "--initial-advertise-peer-urls", &peer,
-            "--initial-cluster-token", "etcd-cluster-1",
-            "--initial-cluster", TUTORIAL_CLUSTER,
-            "--initial-cluster-state", "new",
+            "--name",
+            name,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster-token",
+            "etcd-cluster-1",
+            "--initial-cluster",
+            TUTORIAL_CLUSTER,
+            "--initial-cluster-state",
+            "new",
         ])
         .bootstrap()
         .expect("bootstrap");
         assert_eq!(boot.local_member_id.to_string(), *id, "{name}");
         assert_eq!(boot.cluster_id.to_string(), "ef37ad9dc622a7c4");
         let listed: Vec<String> = boot.members.iter().map(|m| m.id.to_string()).collect();
-        assert_eq!(listed, ["8211f1d0f64f3269", "91bc3c398fb3c146", "fd422379fda50e48"]);
+        assert_eq!(
+            listed,
+            ["8211f1d0f64f3269", "91bc3c398fb3c146", "fd422379fda50e48"]
+        );
     }
 }
 
@@ -69,10 +84,14 @@ fn three_members_one_with_two_peer_urls() {
     // m3 30217da9bbdd1108, cluster_id 8247442615838074693 (7274cd5cbe726745).
     let cluster = "m1=http://127.0.0.1:36163,m2=http://127.0.0.1:47827,m2=http://127.0.0.1:41607,m3=http://127.0.0.1:38133";
     let boot = parse(&[
-        "--name", "m2",
-        "--initial-advertise-peer-urls", "http://127.0.0.1:47827,http://127.0.0.1:41607",
-        "--initial-cluster-token", "tok-x",
-        "--initial-cluster", cluster,
+        "--name",
+        "m2",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:47827,http://127.0.0.1:41607",
+        "--initial-cluster-token",
+        "tok-x",
+        "--initial-cluster",
+        cluster,
     ])
     .bootstrap()
     .expect("bootstrap");
@@ -81,8 +100,15 @@ fn three_members_one_with_two_peer_urls() {
         .iter()
         .map(|m| (m.name.clone(), m.id.to_string()))
         .collect();
-    let want = [("m3", "30217da9bbdd1108"), ("m1", "6719fc5c24f8b7fe"), ("m2", "c52cc709d2af36ff")];
-    let want: Vec<(String, String)> = want.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect();
+    let want = [
+        ("m3", "30217da9bbdd1108"),
+        ("m1", "6719fc5c24f8b7fe"),
+        ("m2", "c52cc709d2af36ff"),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(a, b)| ((*a).into(), (*b).into()))
+        .collect();
     assert_eq!(ids, want);
     assert_eq!(boot.members[1].id, Id(7429246533011814398));
     assert_eq!(boot.local_member_id.to_string(), "c52cc709d2af36ff");
@@ -103,8 +129,10 @@ fn id_functions_sort_their_inputs() {
 fn bootstrap_errors_match_etcd() {
     // Messages etcd 3.4.23 logged (C | etcdmain: ...) and exited 1 with, measured.
     let base = [
-        "--name", "foo",
-        "--initial-advertise-peer-urls", "http://127.0.0.1:41380",
+        "--name",
+        "foo",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:41380",
     ];
     let err = |extra: &[&str]| {
         let args: Vec<&str> = base.iter().chain(extra).copied().collect();
@@ -126,7 +154,10 @@ fn bootstrap_errors_match_etcd() {
         "--initial-cluster has foo=http://127.0.0.1:41390 but missing from --initial-advertise-peer-urls=http://127.0.0.1:41380 (resolved urls: \"http://127.0.0.1:41380\" != \"http://127.0.0.1:41390\")"
     );
     assert_eq!(
-        err(&["--initial-cluster", "foo=http://127.0.0.1:41380,foo=http://127.0.0.1:41390"]),
+        err(&[
+            "--initial-cluster",
+            "foo=http://127.0.0.1:41380,foo=http://127.0.0.1:41390"
+        ]),
         "--initial-cluster has foo=http://127.0.0.1:41390 but missing from --initial-advertise-peer-urls=http://127.0.0.1:41380 (len([\"http://127.0.0.1:41380\"]) != len([\"http://127.0.0.1:41380\" \"http://127.0.0.1:41390\"]))"
     );
     assert_eq!(
@@ -134,7 +165,10 @@ fn bootstrap_errors_match_etcd() {
         "error setting up initial cluster: URL scheme must be http, https, unix, or unixs: bogus"
     );
     assert_eq!(
-        err(&["--initial-cluster", "foo=http://127.0.0.1:41380,bar=http://127.0.0.1:41380"]),
+        err(&[
+            "--initial-cluster",
+            "foo=http://127.0.0.1:41380,bar=http://127.0.0.1:41380"
+        ]),
         "initial cluster bar=http://127.0.0.1:41380,foo=http://127.0.0.1:41380 has duplicate url"
     );
     assert_eq!(ConfigError::Bootstrap(String::new()).exit_code(), 1);
@@ -143,9 +177,12 @@ fn bootstrap_errors_match_etcd() {
 #[test]
 fn joining_an_existing_cluster_skips_the_advertise_check() {
     let cfg = parse(&[
-        "--name", "foo",
-        "--initial-cluster-state", "existing",
-        "--initial-cluster", "foo=http://127.0.0.1:9,bar=http://127.0.0.1:8",
+        "--name",
+        "foo",
+        "--initial-cluster-state",
+        "existing",
+        "--initial-cluster",
+        "foo=http://127.0.0.1:9,bar=http://127.0.0.1:8",
     ]);
     assert_eq!(cfg.initial_cluster_state, ClusterState::Existing);
     assert_eq!(cfg.bootstrap().expect("join").members.len(), 2);
