@@ -35,9 +35,10 @@ const SECTIONS: &[(Section, &str)] = &[
     (Section::Ketch, "ketch"),
 ];
 
-/// The full `--help` text (printed on stdout, exit 0, as etcd does).
+/// The flag list `--help` prints on stdout (exit 0). As etcd does, the binary prints
+/// [`USAGE_LINE`] on stderr first (`ConfigError::HelpRequested.stderr_text()`).
 pub fn help_text() -> String {
-    let mut out = String::from(USAGE_LINE);
+    let mut out = String::new();
     for (section, title) in SECTIONS {
         out.push_str(&format!("\n{title}:\n"));
         for flag in FLAGS.iter().filter(|f| f.section == *section) {

@@ -8,7 +8,11 @@
 //! use ketch_config::{Config, ConfigError};
 //! let cfg = match Config::parse_from(std::env::args_os(), |k| std::env::var(k).ok()) {
 //!     Ok(cfg) => cfg,
-//!     Err(ConfigError::HelpRequested) => { print!("{}", ketch_config::help_text()); return; }
+//!     Err(e @ ConfigError::HelpRequested) => {
+//!         eprintln!("{}", e.stderr_text());
+//!         print!("{}", ketch_config::help_text());
+//!         return;
+//!     }
 //!     Err(ConfigError::VersionRequested) => { print!("{}", ketch_config::version_text()); return; }
 //!     Err(e) => { eprintln!("{}", e.stderr_text()); std::process::exit(e.exit_code()); }
 //! };
