@@ -81,30 +81,98 @@ pub struct GroundTruth {
 /// A broken watch guarantee, with what was expected and what was seen.
 #[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum WatchViolation {
-    #[error("ordered: watch {watch:?} response #{response} delivers revision {revision} after revision {after}")]
-    Reorder { watch: String, response: usize, revision: i64, after: i64 },
+    #[error(
+        "ordered: watch {watch:?} response #{response} delivers revision {revision} after revision {after}"
+    )]
+    Reorder {
+        watch: String,
+        response: usize,
+        revision: i64,
+        after: i64,
+    },
     #[error("unique: watch {watch:?} delivers ({revision}, {key:?}) more than once")]
-    Duplicate { watch: String, revision: i64, key: String },
-    #[error("atomic: watch {watch:?} splits revision {revision} over responses #{first_response} and #{second_response}")]
-    SplitRevision { watch: String, revision: i64, first_response: usize, second_response: usize },
+    Duplicate {
+        watch: String,
+        revision: i64,
+        key: String,
+    },
+    #[error(
+        "atomic: watch {watch:?} splits revision {revision} over responses #{first_response} and #{second_response}"
+    )]
+    SplitRevision {
+        watch: String,
+        revision: i64,
+        first_response: usize,
+        second_response: usize,
+    },
     #[error("reliable: watch {watch:?} skipped ({revision}, {key:?}) which {source_name} has")]
-    Gap { watch: String, revision: i64, key: String, source_name: String },
+    Gap {
+        watch: String,
+        revision: i64,
+        key: String,
+        source_name: String,
+    },
     #[error("watch {watch:?} delivers ({revision}, {key:?}) which was never committed")]
-    Phantom { watch: String, revision: i64, key: String },
-    #[error("watch {watch:?} delivers ({revision}, {key:?}) as {got}, but the write history has {expected}")]
-    Mismatch { watch: String, revision: i64, key: String, expected: String, got: String },
+    Phantom {
+        watch: String,
+        revision: i64,
+        key: String,
+    },
+    #[error(
+        "watch {watch:?} delivers ({revision}, {key:?}) as {got}, but the write history has {expected}"
+    )]
+    Mismatch {
+        watch: String,
+        revision: i64,
+        key: String,
+        expected: String,
+        got: String,
+    },
     #[error("watch {watch:?} delivers ({revision}, {key:?}) outside its key range")]
-    OutOfRange { watch: String, revision: i64, key: String },
+    OutOfRange {
+        watch: String,
+        revision: i64,
+        key: String,
+    },
     #[error("watch {watch:?} delivers ({revision}, {key:?}) before its start revision {start}")]
-    BeforeStart { watch: String, revision: i64, key: String, start: i64 },
-    #[error("prev_kv: watch {watch:?} event ({revision}, {key:?}) has prev_kv {got}, expected {expected}")]
-    WrongPrevKv { watch: String, revision: i64, key: String, expected: String, got: String },
-    #[error("resumable: watch {watch:?} resumes {resumed:?} at revision {start}, expected {expected_start}")]
-    BadResume { watch: String, resumed: String, start: i64, expected_start: i64 },
+    BeforeStart {
+        watch: String,
+        revision: i64,
+        key: String,
+        start: i64,
+    },
+    #[error(
+        "prev_kv: watch {watch:?} event ({revision}, {key:?}) has prev_kv {got}, expected {expected}"
+    )]
+    WrongPrevKv {
+        watch: String,
+        revision: i64,
+        key: String,
+        expected: String,
+        got: String,
+    },
+    #[error(
+        "resumable: watch {watch:?} resumes {resumed:?} at revision {start}, expected {expected_start}"
+    )]
+    BadResume {
+        watch: String,
+        resumed: String,
+        start: i64,
+        expected_start: i64,
+    },
     #[error("watch {watch:?} says it resumes {resumed:?}, which is not among the records")]
     UnknownResumed { watch: String, resumed: String },
-    #[error("watches {first_watch:?} and {second_watch:?} disagree on ({revision}, {key:?}): {first} vs {second}")]
-    Disagreement { revision: i64, key: String, first_watch: String, second_watch: String, first: String, second: String },
+    #[error(
+        "watches {first_watch:?} and {second_watch:?} disagree on ({revision}, {key:?}): {first} vs {second}"
+    )]
+    Disagreement {
+        revision: i64,
+        key: String,
+        first_watch: String,
+        second_watch: String,
+        first: String,
+        second: String,
+    },
 }
 
 impl fmt::Display for KeyValue {
@@ -166,7 +234,10 @@ impl WatchRecord {
 
     /// Events with the index of the response that carried them.
     fn events(&self) -> impl Iterator<Item = (usize, &WatchEvent)> {
-        self.responses.iter().enumerate().flat_map(|(i, r)| r.events.iter().map(move |e| (i, e)))
+        self.responses
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.events.iter().map(move |e| (i, e)))
     }
 
     /// Revisions this watch is accountable for: [start, last delivered].
@@ -178,12 +249,21 @@ impl WatchRecord {
 impl GroundTruth {
     pub fn new(first_revision: i64, mut events: Vec<WatchEvent>) -> Self {
         events.sort_by_key(|e| e.kv.mod_revision);
-        Self { first_revision, events }
+        Self {
+            first_revision,
+            events,
+        }
     }
 
     /// Build from the responses of a watch on every key (`""` .. `"\0"`) from `first_revision`.
     pub fn from_responses(first_revision: i64, responses: &[WatchResponse]) -> Self {
-        Self::new(first_revision, responses.iter().flat_map(|r| r.events.iter().cloned()).collect())
+        Self::new(
+            first_revision,
+            responses
+                .iter()
+                .flat_map(|r| r.events.iter().cloned())
+                .collect(),
+        )
     }
 }
 
@@ -202,12 +282,19 @@ impl<'a> TruthIndex<'a> {
             by_rev_key.insert((e.kv.mod_revision, e.kv.key.as_str()), e);
             by_key.entry(e.kv.key.as_str()).or_default().push(e);
         }
-        Self { truth, by_rev_key, by_key }
+        Self {
+            truth,
+            by_rev_key,
+            by_key,
+        }
     }
 
     /// The key's version just before `rev`: `Some(None)` if absent, `None` if unknowable.
     fn previous(&self, key: &str, rev: i64) -> Option<Option<&'a KeyValue>> {
-        let before = self.by_key.get(key).and_then(|v| v.iter().rev().find(|e| e.kv.mod_revision < rev));
+        let before = self
+            .by_key
+            .get(key)
+            .and_then(|v| v.iter().rev().find(|e| e.kv.mod_revision < rev));
         match before {
             Some(e) if e.kind == EventType::Put => Some(Some(&e.kv)),
             Some(_) => Some(None),
@@ -252,7 +339,12 @@ fn check_ordered(w: &WatchRecord) -> Vec<WatchViolation> {
             // Within a response (or a fragment continuing the previous one) revisions may repeat.
             let may_repeat = j > 0 || continues;
             if let Some(prev) = last.filter(|&p| rev < p || (rev == p && !may_repeat)) {
-                out.push(WatchViolation::Reorder { watch: w.name.clone(), response: i, revision: rev, after: prev });
+                out.push(WatchViolation::Reorder {
+                    watch: w.name.clone(),
+                    response: i,
+                    revision: rev,
+                    after: prev,
+                });
             }
             last = Some(last.map_or(rev, |p| p.max(rev)));
         }
@@ -265,7 +357,11 @@ fn check_unique(w: &WatchRecord) -> Vec<WatchViolation> {
     let mut seen = HashSet::new();
     w.events()
         .filter(|(_, e)| !seen.insert((e.kv.mod_revision, e.kv.key.as_str())))
-        .map(|(_, e)| WatchViolation::Duplicate { watch: w.name.clone(), revision: e.kv.mod_revision, key: e.kv.key.clone() })
+        .map(|(_, e)| WatchViolation::Duplicate {
+            watch: w.name.clone(),
+            revision: e.kv.mod_revision,
+            key: e.kv.key.clone(),
+        })
         .collect()
 }
 
@@ -278,7 +374,12 @@ fn check_split(w: &WatchRecord) -> Vec<WatchViolation> {
         let first = *first_seen.entry(rev).or_insert(i);
         let fragmented = (first..i).all(|k| w.responses[k].fragment);
         if first != i && !fragmented {
-            let v = WatchViolation::SplitRevision { watch: w.name.clone(), revision: rev, first_response: first, second_response: i };
+            let v = WatchViolation::SplitRevision {
+                watch: w.name.clone(),
+                revision: rev,
+                first_response: first,
+                second_response: i,
+            };
             if !out.contains(&v) {
                 out.push(v);
             }
@@ -293,9 +394,18 @@ fn check_range(w: &WatchRecord) -> Vec<WatchViolation> {
     for (_, e) in w.events() {
         let (revision, key) = (e.kv.mod_revision, e.kv.key.clone());
         if !w.contains_key(&e.kv.key) {
-            out.push(WatchViolation::OutOfRange { watch: w.name.clone(), revision, key });
+            out.push(WatchViolation::OutOfRange {
+                watch: w.name.clone(),
+                revision,
+                key,
+            });
         } else if let Some(start) = start.filter(|&s| revision < s) {
-            out.push(WatchViolation::BeforeStart { watch: w.name.clone(), revision, key, start });
+            out.push(WatchViolation::BeforeStart {
+                watch: w.name.clone(),
+                revision,
+                key,
+                start,
+            });
         }
     }
     out
@@ -304,7 +414,9 @@ fn check_range(w: &WatchRecord) -> Vec<WatchViolation> {
 fn same_event(a: &WatchEvent, b: &WatchEvent) -> bool {
     match (a.kind, b.kind) {
         (EventType::Put, EventType::Put) => a.kv == b.kv,
-        (EventType::Delete, EventType::Delete) => a.kv.key == b.kv.key && a.kv.mod_revision == b.kv.mod_revision,
+        (EventType::Delete, EventType::Delete) => {
+            a.kv.key == b.kv.key && a.kv.mod_revision == b.kv.mod_revision
+        }
         _ => false,
     }
 }
@@ -315,7 +427,11 @@ fn check_against_truth(w: &WatchRecord, index: &TruthIndex<'_>) -> Vec<WatchViol
         let (revision, key) = (e.kv.mod_revision, e.kv.key.clone());
         match index.by_rev_key.get(&(revision, e.kv.key.as_str())) {
             None if revision >= index.truth.first_revision => {
-                out.push(WatchViolation::Phantom { watch: w.name.clone(), revision, key });
+                out.push(WatchViolation::Phantom {
+                    watch: w.name.clone(),
+                    revision,
+                    key,
+                });
             }
             Some(t) if !same_event(t, e) => out.push(WatchViolation::Mismatch {
                 watch: w.name.clone(),
@@ -327,11 +443,20 @@ fn check_against_truth(w: &WatchRecord, index: &TruthIndex<'_>) -> Vec<WatchViol
             _ => {}
         }
     }
-    let Some((start, last)) = w.window() else { return out };
-    let delivered: HashSet<(i64, &str)> = w.events().map(|(_, e)| (e.kv.mod_revision, e.kv.key.as_str())).collect();
+    let Some((start, last)) = w.window() else {
+        return out;
+    };
+    let delivered: HashSet<(i64, &str)> = w
+        .events()
+        .map(|(_, e)| (e.kv.mod_revision, e.kv.key.as_str()))
+        .collect();
     for t in &index.truth.events {
         let rev = t.kv.mod_revision;
-        if rev >= start && rev <= last && w.contains_key(&t.kv.key) && !delivered.contains(&(rev, t.kv.key.as_str())) {
+        if rev >= start
+            && rev <= last
+            && w.contains_key(&t.kv.key)
+            && !delivered.contains(&(rev, t.kv.key.as_str()))
+        {
             out.push(WatchViolation::Gap {
                 watch: w.name.clone(),
                 revision: rev,
@@ -343,14 +468,22 @@ fn check_against_truth(w: &WatchRecord, index: &TruthIndex<'_>) -> Vec<WatchViol
     out
 }
 
-fn prev_kv_violation(w: &WatchRecord, e: &WatchEvent, expected: Option<&KeyValue>) -> Option<WatchViolation> {
+fn prev_kv_violation(
+    w: &WatchRecord,
+    e: &WatchEvent,
+    expected: Option<&KeyValue>,
+) -> Option<WatchViolation> {
     let got = e.prev_kv.as_ref();
     let wanted = if w.prev_kv { expected } else { None };
     (got != wanted).then(|| WatchViolation::WrongPrevKv {
         watch: w.name.clone(),
         revision: e.kv.mod_revision,
         key: e.kv.key.clone(),
-        expected: if w.prev_kv { show_kv(wanted) } else { "<none> (prev_kv not requested)".to_owned() },
+        expected: if w.prev_kv {
+            show_kv(wanted)
+        } else {
+            "<none> (prev_kv not requested)".to_owned()
+        },
         got: show_kv(got),
     })
 }
@@ -384,9 +517,14 @@ fn check_prev_kv_stream(w: &WatchRecord) -> Vec<WatchViolation> {
 }
 
 fn check_resume(w: &WatchRecord, records: &[WatchRecord]) -> Vec<WatchViolation> {
-    let Some(resumed) = &w.resumes else { return Vec::new() };
+    let Some(resumed) = &w.resumes else {
+        return Vec::new();
+    };
     let Some(earlier) = records.iter().find(|r| &r.name == resumed) else {
-        return vec![WatchViolation::UnknownResumed { watch: w.name.clone(), resumed: resumed.clone() }];
+        return vec![WatchViolation::UnknownResumed {
+            watch: w.name.clone(),
+            resumed: resumed.clone(),
+        }];
     };
     let expected_start = match (earlier.last_event_revision(), earlier.effective_start()) {
         (Some(last), _) => last + 1,
@@ -397,7 +535,12 @@ fn check_resume(w: &WatchRecord, records: &[WatchRecord]) -> Vec<WatchViolation>
     if start == expected_start {
         return Vec::new();
     }
-    vec![WatchViolation::BadResume { watch: w.name.clone(), resumed: resumed.clone(), start, expected_start }]
+    vec![WatchViolation::BadResume {
+        watch: w.name.clone(),
+        resumed: resumed.clone(),
+        start,
+        expected_start,
+    }]
 }
 
 fn check_agreement(records: &[WatchRecord]) -> Vec<WatchViolation> {
@@ -407,14 +550,16 @@ fn check_agreement(records: &[WatchRecord]) -> Vec<WatchViolation> {
         for (_, e) in w.events() {
             let slot = (e.kv.mod_revision, e.kv.key.as_str());
             match seen.get(&slot) {
-                Some((first_watch, first)) if !same_event(first, e) => out.push(WatchViolation::Disagreement {
-                    revision: slot.0,
-                    key: e.kv.key.clone(),
-                    first_watch: (*first_watch).to_owned(),
-                    second_watch: w.name.clone(),
-                    first: first.to_string(),
-                    second: e.to_string(),
-                }),
+                Some((first_watch, first)) if !same_event(first, e) => {
+                    out.push(WatchViolation::Disagreement {
+                        revision: slot.0,
+                        key: e.kv.key.clone(),
+                        first_watch: (*first_watch).to_owned(),
+                        second_watch: w.name.clone(),
+                        first: first.to_string(),
+                        second: e.to_string(),
+                    })
+                }
                 Some(_) => {}
                 None => {
                     seen.insert(slot, (&w.name, e));
@@ -429,8 +574,13 @@ fn check_agreement(records: &[WatchRecord]) -> Vec<WatchViolation> {
 fn check_cross_gaps(records: &[WatchRecord]) -> Vec<WatchViolation> {
     let mut out = Vec::new();
     for y in records {
-        let Some((start, last)) = y.window() else { continue };
-        let delivered: HashSet<(i64, &str)> = y.events().map(|(_, e)| (e.kv.mod_revision, e.kv.key.as_str())).collect();
+        let Some((start, last)) = y.window() else {
+            continue;
+        };
+        let delivered: HashSet<(i64, &str)> = y
+            .events()
+            .map(|(_, e)| (e.kv.mod_revision, e.kv.key.as_str()))
+            .collect();
         let mut reported = HashSet::new();
         for x in records.iter().filter(|x| x.name != y.name) {
             for (_, e) in x.events() {

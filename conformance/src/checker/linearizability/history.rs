@@ -36,11 +36,16 @@ pub struct Operation {
 /// What the client asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OpInput {
-    Put { value: String },
+    Put {
+        value: String,
+    },
     Get,
     Delete,
     /// A txn on one key: `if compare then action else nothing`.
-    CompareAndSwap { compare: Compare, action: CasAction },
+    CompareAndSwap {
+        compare: Compare,
+        action: CasAction,
+    },
 }
 
 /// The compare of a compare-and-swap txn.
@@ -75,15 +80,28 @@ pub enum OpResult {
     /// `revision` is the response header revision, i.e. the put's mod revision.
     Put { revision: Option<i64> },
     /// `header_revision` is the store revision the read was served at.
-    Get { value: Option<String>, mod_revision: Option<i64>, header_revision: Option<i64> },
+    Get {
+        value: Option<String>,
+        mod_revision: Option<i64>,
+        header_revision: Option<i64>,
+    },
     /// `deleted` is the count of deleted keys (0 or 1 here).
-    Delete { deleted: Option<i64>, revision: Option<i64> },
-    CompareAndSwap { succeeded: bool, revision: Option<i64> },
+    Delete {
+        deleted: Option<i64>,
+        revision: Option<i64>,
+    },
+    CompareAndSwap {
+        succeeded: bool,
+        revision: Option<i64>,
+    },
 }
 
 impl History {
     pub fn new(operations: Vec<Operation>) -> Self {
-        Self { operations, initial: BTreeMap::new() }
+        Self {
+            operations,
+            initial: BTreeMap::new(),
+        }
     }
 
     /// Operations grouped by key, keys in order, each group in recorded order.
@@ -141,7 +159,11 @@ impl fmt::Display for OpOutput {
             OpOutput::Failed => write!(f, "FAILED (not applied)"),
             OpOutput::Unknown => write!(f, "UNKNOWN (maybe applied)"),
             OpOutput::Ok(OpResult::Put { revision }) => write!(f, "ok rev={}", opt_rev(*revision)),
-            OpOutput::Ok(OpResult::Get { value, mod_revision, header_revision }) => {
+            OpOutput::Ok(OpResult::Get {
+                value,
+                mod_revision,
+                header_revision,
+            }) => {
                 match value {
                     Some(v) => write!(f, "{v:?} mod_rev={}", opt_rev(*mod_revision))?,
                     None => write!(f, "<absent>")?,
@@ -152,7 +174,10 @@ impl fmt::Display for OpOutput {
                 let n = deleted.map_or_else(|| "?".to_owned(), |d| d.to_string());
                 write!(f, "deleted={n} rev={}", opt_rev(*revision))
             }
-            OpOutput::Ok(OpResult::CompareAndSwap { succeeded, revision }) => {
+            OpOutput::Ok(OpResult::CompareAndSwap {
+                succeeded,
+                revision,
+            }) => {
                 write!(f, "succeeded={succeeded} rev={}", opt_rev(*revision))
             }
         }

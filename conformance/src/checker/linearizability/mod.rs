@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub use history::{
-    format_operations, CasAction, Compare, History, KeyState, OpInput, OpOutput, OpResult, Operation,
+    CasAction, Compare, History, KeyState, OpInput, OpOutput, OpResult, Operation,
+    format_operations,
 };
-use model::{initial_state, to_model_op, ValueTable};
-use search::{search, SearchOutcome, TimedOp};
+use model::{ValueTable, initial_state, to_model_op};
+use search::{SearchOutcome, TimedOp, search};
 
 /// Bounds on the work the checker may do.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -37,7 +38,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { search_timeout: Duration::from_secs(30), shrink_timeout: Duration::from_secs(10), shrink_max_checks: 2000 }
+        Self {
+            search_timeout: Duration::from_secs(30),
+            shrink_timeout: Duration::from_secs(10),
+            shrink_max_checks: 2000,
+        }
     }
 }
 
@@ -46,11 +51,19 @@ impl Default for Limits {
 pub enum CheckResult {
     Linearizable,
     /// `minimal` is a small sub-history that is not linearizable on its own.
-    NotLinearizable { key: String, minimal: Vec<Operation>, explanation: String },
+    NotLinearizable {
+        key: String,
+        minimal: Vec<Operation>,
+        explanation: String,
+    },
     /// The search ran out of time on these keys; nothing is claimed about them.
-    Timeout { keys: Vec<String> },
+    Timeout {
+        keys: Vec<String>,
+    },
     /// The recording itself is malformed (e.g. a get with a put result).
-    InvalidHistory { reason: String },
+    InvalidHistory {
+        reason: String,
+    },
 }
 
 impl CheckResult {
@@ -64,10 +77,19 @@ impl fmt::Display for CheckResult {
         match self {
             CheckResult::Linearizable => write!(f, "linearizable"),
             CheckResult::Timeout { keys } => {
-                write!(f, "TIMED OUT (no verdict) on {} key(s): {:?}", keys.len(), keys)
+                write!(
+                    f,
+                    "TIMED OUT (no verdict) on {} key(s): {:?}",
+                    keys.len(),
+                    keys
+                )
             }
             CheckResult::InvalidHistory { reason } => write!(f, "invalid history: {reason}"),
-            CheckResult::NotLinearizable { key, minimal, explanation } => write!(
+            CheckResult::NotLinearizable {
+                key,
+                minimal,
+                explanation,
+            } => write!(
                 f,
                 "NOT linearizable on key {key:?}; minimal failing sub-history ({} ops):\n{}{explanation}",
                 minimal.len(),
@@ -81,7 +103,11 @@ impl fmt::Display for CheckResult {
 #[derive(Debug)]
 pub(crate) enum KeyVerdict {
     Passes,
-    Fails { explanation: String },
+    /// `pending`: indices of the ops left out of the longest linearized prefix.
+    Fails {
+        explanation: String,
+        pending: Vec<usize>,
+    },
     Timeout,
 }
 
@@ -98,7 +124,9 @@ pub fn check_history(history: &History, limits: Limits) -> CheckResult {
         match check_key(&ops, initial, deadline) {
             KeyVerdict::Passes => {}
             KeyVerdict::Timeout => timed_out.push(key.to_owned()),
-            KeyVerdict::Fails { .. } => return shrink_failure(key, ops, initial, limits),
+            KeyVerdict::Fails { pending, .. } => {
+                return shrink_failure(key, ops, &pending, initial, limits);
+            }
         }
     }
     if !timed_out.is_empty() {
@@ -107,8 +135,15 @@ pub fn check_history(history: &History, limits: Limits) -> CheckResult {
     match revision_order::check_revision_order(&history.operations) {
         None => CheckResult::Linearizable,
         Some(v) => CheckResult::NotLinearizable {
-            key: if v.first.key == v.second.key { v.first.key.clone() } else { format!("{} / {}", v.first.key, v.second.key) },
-            explanation: format!("revision order violated: A = {}\nB = {}\n{}", v.first, v.second, v.explanation),
+            key: if v.first.key == v.second.key {
+                v.first.key.clone()
+            } else {
+                format!("{} / {}", v.first.key, v.second.key)
+            },
+            explanation: format!(
+                "revision order violated: A = {}\nB = {}\n{}",
+                v.first, v.second, v.explanation
+            ),
             minimal: vec![v.first, v.second],
         },
     }
@@ -138,7 +173,11 @@ fn validate(history: &History) -> Result<(), String> {
 }
 
 /// Search one key's (already filtered) sub-history.
-pub(crate) fn check_key(ops: &[Operation], initial: Option<&KeyState>, deadline: Instant) -> KeyVerdict {
+pub(crate) fn check_key(
+    ops: &[Operation],
+    initial: Option<&KeyState>,
+    deadline: Instant,
+) -> KeyVerdict {
     let mut values = ValueTable::default();
     let init = initial_state(initial, &mut values);
     let timed: Vec<TimedOp> = ops
@@ -152,9 +191,10 @@ pub(crate) fn check_key(ops: &[Operation], initial: Option<&KeyState>, deadline:
     match search(&timed, init, deadline) {
         SearchOutcome::Linearizable => KeyVerdict::Passes,
         SearchOutcome::Timeout => KeyVerdict::Timeout,
-        SearchOutcome::NotLinearizable { deepest, state } => {
-            KeyVerdict::Fails { explanation: explain(ops, &deepest, &values.describe(&state)) }
-        }
+        SearchOutcome::NotLinearizable { deepest, state } => KeyVerdict::Fails {
+            explanation: explain(ops, &deepest, &values.describe(&state)),
+            pending: (0..ops.len()).filter(|i| !deepest.contains(i)).collect(),
+        },
     }
 }
 
@@ -168,23 +208,37 @@ fn explain(ops: &[Operation], deepest: &[usize], state: &str) -> String {
     for &i in deepest {
         out.push_str(&format!("  {}\n", ops[i]));
     }
-    out.push_str(&format!("after which the key holds {state}, and none of the remaining operation(s) can come next:\n"));
-    let remaining: Vec<Operation> =
-        (0..ops.len()).filter(|i| !deepest.contains(i)).map(|i| ops[i].clone()).collect();
+    out.push_str(&format!(
+        "after which the key holds {state}, and none of the remaining operation(s) can come next:\n"
+    ));
+    let remaining: Vec<Operation> = (0..ops.len())
+        .filter(|i| !deepest.contains(i))
+        .map(|i| ops[i].clone())
+        .collect();
     out.push_str(&format_operations(&remaining));
     out
 }
 
-fn shrink_failure(key: &str, ops: Vec<Operation>, initial: Option<&KeyState>, limits: Limits) -> CheckResult {
+fn shrink_failure(
+    key: &str,
+    ops: Vec<Operation>,
+    pending: &[usize],
+    initial: Option<&KeyState>,
+    limits: Limits,
+) -> CheckResult {
     let budget = shrink::ShrinkBudget {
         deadline: Instant::now() + limits.shrink_timeout,
         max_checks: limits.shrink_max_checks,
     };
-    let minimal = shrink::shrink(ops, initial, &budget, check_key);
+    let minimal = shrink::shrink(ops, pending, initial, &budget, check_key);
     // Re-run on the final sub-history so the explanation describes exactly what is printed.
     let explanation = match check_key(&minimal, initial, Instant::now() + limits.search_timeout) {
-        KeyVerdict::Fails { explanation } => explanation,
+        KeyVerdict::Fails { explanation, .. } => explanation,
         other => format!("(no explanation: re-checking the shrunk sub-history gave {other:?})"),
     };
-    CheckResult::NotLinearizable { key: key.to_owned(), minimal, explanation }
+    CheckResult::NotLinearizable {
+        key: key.to_owned(),
+        minimal,
+        explanation,
+    }
 }

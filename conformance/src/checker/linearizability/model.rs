@@ -22,7 +22,10 @@ pub(crate) enum ModelInput {
     Put(u32),
     Get,
     Delete,
-    Cas { compare: ModelCompare, action: ModelAction },
+    Cas {
+        compare: ModelCompare,
+        action: ModelAction,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -41,10 +44,22 @@ pub(crate) enum ModelAction {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum ModelOutput {
     Unknown,
-    Put { rev: Option<i64> },
-    Get { value: Option<u32>, mod_rev: Option<i64>, header_rev: Option<i64> },
-    Delete { deleted: Option<i64>, rev: Option<i64> },
-    Cas { succeeded: bool, rev: Option<i64> },
+    Put {
+        rev: Option<i64>,
+    },
+    Get {
+        value: Option<u32>,
+        mod_rev: Option<i64>,
+        header_rev: Option<i64>,
+    },
+    Delete {
+        deleted: Option<i64>,
+        rev: Option<i64>,
+    },
+    Cas {
+        succeeded: bool,
+        rev: Option<i64>,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -76,8 +91,13 @@ impl ValueTable {
             || "<absent>".to_owned(),
             |id| format!("{:?}", self.names[id as usize]),
         );
-        let rev = state.mod_rev.map_or_else(|| "?".to_owned(), |r| r.to_string());
-        format!("value={value} mod_rev={rev} (latest known revision {})", state.rev_floor)
+        let rev = state
+            .mod_rev
+            .map_or_else(|| "?".to_owned(), |r| r.to_string());
+        format!(
+            "value={value} mod_rev={rev} (latest known revision {})",
+            state.rev_floor
+        )
     }
 }
 
@@ -104,20 +124,34 @@ pub(crate) fn to_model_op(op: &Operation, values: &mut ValueTable) -> Result<Mod
         (OpInput::Put { .. }, OpOutput::Ok(OpResult::Put { revision })) => {
             ModelOutput::Put { rev: *revision }
         }
-        (OpInput::Get, OpOutput::Ok(OpResult::Get { value, mod_revision, header_revision })) => {
-            ModelOutput::Get {
-                value: value.as_deref().map(|v| values.intern(v)),
-                mod_rev: *mod_revision,
-                header_rev: *header_revision,
-            }
-        }
+        (
+            OpInput::Get,
+            OpOutput::Ok(OpResult::Get {
+                value,
+                mod_revision,
+                header_revision,
+            }),
+        ) => ModelOutput::Get {
+            value: value.as_deref().map(|v| values.intern(v)),
+            mod_rev: *mod_revision,
+            header_rev: *header_revision,
+        },
         (OpInput::Delete, OpOutput::Ok(OpResult::Delete { deleted, revision })) => {
-            ModelOutput::Delete { deleted: *deleted, rev: *revision }
+            ModelOutput::Delete {
+                deleted: *deleted,
+                rev: *revision,
+            }
         }
         (
             OpInput::CompareAndSwap { .. },
-            OpOutput::Ok(OpResult::CompareAndSwap { succeeded, revision }),
-        ) => ModelOutput::Cas { succeeded: *succeeded, rev: *revision },
+            OpOutput::Ok(OpResult::CompareAndSwap {
+                succeeded,
+                revision,
+            }),
+        ) => ModelOutput::Cas {
+            succeeded: *succeeded,
+            rev: *revision,
+        },
         _ => return Err(format!("output does not match input: {op}")),
     };
     Ok(ModelOp { input, output })
@@ -125,7 +159,11 @@ pub(crate) fn to_model_op(op: &Operation, values: &mut ValueTable) -> Result<Mod
 
 pub(crate) fn initial_state(initial: Option<&KeyState>, values: &mut ValueTable) -> RegisterState {
     match initial {
-        None => RegisterState { value: None, mod_rev: None, rev_floor: 0 },
+        None => RegisterState {
+            value: None,
+            mod_rev: None,
+            rev_floor: 0,
+        },
         Some(ks) => RegisterState {
             value: Some(values.intern(&ks.value)),
             mod_rev: ks.mod_revision,
@@ -141,9 +179,14 @@ pub(crate) fn step(state: RegisterState, op: &ModelOp) -> Successors {
     match (op.input, op.output) {
         (ModelInput::Put(v), ModelOutput::Put { rev }) => [write_value(state, v, rev), None],
         (ModelInput::Put(v), _) => [write_value(state, v, None), None],
-        (ModelInput::Get, ModelOutput::Get { value, mod_rev, header_rev }) => {
-            [read(state, value, mod_rev, header_rev), None]
-        }
+        (
+            ModelInput::Get,
+            ModelOutput::Get {
+                value,
+                mod_rev,
+                header_rev,
+            },
+        ) => [read(state, value, mod_rev, header_rev), None],
         (ModelInput::Get, _) => [Some(state), None],
         (ModelInput::Delete, ModelOutput::Delete { deleted, rev }) => {
             [delete(state, deleted, rev), None]
@@ -157,8 +200,16 @@ pub(crate) fn step(state: RegisterState, op: &ModelOp) -> Successors {
 fn write_value(state: RegisterState, value: u32, rev: Option<i64>) -> Option<RegisterState> {
     match rev {
         Some(r) if r <= state.rev_floor => None,
-        Some(r) => Some(RegisterState { value: Some(value), mod_rev: Some(r), rev_floor: r }),
-        None => Some(RegisterState { value: Some(value), mod_rev: None, ..state }),
+        Some(r) => Some(RegisterState {
+            value: Some(value),
+            mod_rev: Some(r),
+            rev_floor: r,
+        }),
+        None => Some(RegisterState {
+            value: Some(value),
+            mod_rev: None,
+            ..state
+        }),
     }
 }
 
@@ -186,7 +237,11 @@ fn learn_mod_rev(state: RegisterState, m: i64) -> Option<RegisterState> {
     match state.mod_rev {
         Some(known) if known == m => Some(state),
         Some(_) => None,
-        None if m > state.rev_floor => Some(RegisterState { mod_rev: Some(m), rev_floor: m, ..state }),
+        None if m > state.rev_floor => Some(RegisterState {
+            mod_rev: Some(m),
+            rev_floor: m,
+            ..state
+        }),
         None => None,
     }
 }
@@ -205,8 +260,16 @@ fn delete(state: RegisterState, deleted: Option<i64>, rev: Option<i64>) -> Optio
     }
     match rev {
         Some(r) if r <= state.rev_floor => None,
-        Some(r) => Some(RegisterState { value: None, mod_rev: None, rev_floor: r }),
-        None => Some(RegisterState { value: None, mod_rev: None, ..state }),
+        Some(r) => Some(RegisterState {
+            value: None,
+            mod_rev: None,
+            rev_floor: r,
+        }),
+        None => Some(RegisterState {
+            value: None,
+            mod_rev: None,
+            ..state
+        }),
     }
 }
 
@@ -224,22 +287,36 @@ fn evaluate(state: RegisterState, compare: ModelCompare) -> Option<bool> {
     }
 }
 
-fn apply_action(state: RegisterState, action: ModelAction, rev: Option<i64>) -> Option<RegisterState> {
+fn apply_action(
+    state: RegisterState,
+    action: ModelAction,
+    rev: Option<i64>,
+) -> Option<RegisterState> {
     match action {
         ModelAction::Put(v) => write_value(state, v, rev),
         ModelAction::Delete => delete(state, None, rev),
     }
 }
 
-fn cas(state: RegisterState, compare: ModelCompare, action: ModelAction, output: ModelOutput) -> Successors {
+fn cas(
+    state: RegisterState,
+    compare: ModelCompare,
+    action: ModelAction,
+    output: ModelOutput,
+) -> Successors {
     let decided = evaluate(state, compare);
     match output {
-        ModelOutput::Cas { succeeded, rev } => [cas_known(state, compare, decided, action, succeeded, rev), None],
+        ModelOutput::Cas { succeeded, rev } => [
+            cas_known(state, compare, decided, action, succeeded, rev),
+            None,
+        ],
         _ => match decided {
             Some(true) => [apply_action(state, action, None), None],
             Some(false) => [Some(state), None],
             None => {
-                let ModelCompare::ModRevision(m) = compare else { unreachable!("value compares are decided") };
+                let ModelCompare::ModRevision(m) = compare else {
+                    unreachable!("value compares are decided")
+                };
                 let matched = learn_mod_rev(state, m).and_then(|s| apply_action(s, action, None));
                 [matched, Some(state)]
             }

@@ -15,20 +15,45 @@ struct Stamp {
 }
 
 fn stamp(op: &Operation) -> Option<Stamp> {
-    let OpOutput::Ok(result) = &op.output else { return None };
+    let OpOutput::Ok(result) = &op.output else {
+        return None;
+    };
     let (rev, is_write) = match (&op.input, result) {
         (_, OpResult::Put { revision }) => (*revision, true),
-        (_, OpResult::Get { header_revision, .. }) => (*header_revision, false),
-        (_, OpResult::Delete { deleted: Some(n), revision }) => (*revision, *n > 0),
+        (
+            _,
+            OpResult::Get {
+                header_revision, ..
+            },
+        ) => (*header_revision, false),
+        (
+            _,
+            OpResult::Delete {
+                deleted: Some(n),
+                revision,
+            },
+        ) => (*revision, *n > 0),
         (_, OpResult::Delete { deleted: None, .. }) => (None, false),
-        (OpInput::CompareAndSwap { compare, action }, OpResult::CompareAndSwap { succeeded, revision }) => {
+        (
+            OpInput::CompareAndSwap { compare, action },
+            OpResult::CompareAndSwap {
+                succeeded,
+                revision,
+            },
+        ) => {
             // A successful delete guarded by "key absent" deletes nothing and creates no revision.
-            let noop = matches!((compare, action), (Compare::ModRevision(0), CasAction::Delete));
+            let noop = matches!(
+                (compare, action),
+                (Compare::ModRevision(0), CasAction::Delete)
+            );
             (*revision, *succeeded && !noop)
         }
         (_, OpResult::CompareAndSwap { .. }) => (None, false),
     };
-    Some(Stamp { rev: rev?, is_write })
+    Some(Stamp {
+        rev: rev?,
+        is_write,
+    })
 }
 
 /// A pair of operations whose revisions contradict their real-time order.
@@ -40,8 +65,10 @@ pub(crate) struct RevisionViolation {
 }
 
 pub(crate) fn check_revision_order(ops: &[Operation]) -> Option<RevisionViolation> {
-    let stamped: Vec<(&Operation, Stamp)> =
-        ops.iter().filter_map(|op| stamp(op).map(|s| (op, s))).collect();
+    let stamped: Vec<(&Operation, Stamp)> = ops
+        .iter()
+        .filter_map(|op| stamp(op).map(|s| (op, s)))
+        .collect();
     if let Some(v) = duplicate_write_revision(&stamped) {
         return Some(v);
     }
@@ -53,7 +80,9 @@ pub(crate) fn check_revision_order(ops: &[Operation]) -> Option<RevisionViolatio
     let mut max_before: Option<usize> = None;
     for &b in &by_call {
         let (op_b, stamp_b) = stamped[b];
-        while returned < by_return.len() && stamped[by_return[returned]].0.effective_return_ns() < op_b.call_ns {
+        while returned < by_return.len()
+            && stamped[by_return[returned]].0.effective_return_ns() < op_b.call_ns
+        {
             let a = by_return[returned];
             if max_before.is_none_or(|m| stamped[a].1.rev > stamped[m].1.rev) {
                 max_before = Some(a);
@@ -62,17 +91,29 @@ pub(crate) fn check_revision_order(ops: &[Operation]) -> Option<RevisionViolatio
         }
         let Some(a) = max_before else { continue };
         let (op_a, stamp_a) = stamped[a];
-        let bad = if stamp_b.is_write { stamp_a.rev >= stamp_b.rev } else { stamp_a.rev > stamp_b.rev };
+        let bad = if stamp_b.is_write {
+            stamp_a.rev >= stamp_b.rev
+        } else {
+            stamp_a.rev > stamp_b.rev
+        };
         if bad {
             let explanation = format!(
                 "operation B was called after operation A returned, yet B's revision {} is {} A's revision {}: \
                  revisions must follow real time (a read sees at least every revision that completed \
                  before it; a write creates a revision above all of them)",
                 stamp_b.rev,
-                if stamp_b.is_write { "not above" } else { "below" },
+                if stamp_b.is_write {
+                    "not above"
+                } else {
+                    "below"
+                },
                 stamp_a.rev
             );
-            return Some(RevisionViolation { first: op_a.clone(), second: op_b.clone(), explanation });
+            return Some(RevisionViolation {
+                first: op_a.clone(),
+                second: op_b.clone(),
+                explanation,
+            });
         }
     }
     None

@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use super::model::{step, ModelOp, RegisterState};
+use super::model::{ModelOp, RegisterState, step};
 
 const NIL: usize = usize::MAX;
 const HEAD: usize = 0;
@@ -22,7 +22,10 @@ const DEADLINE_CHECK_STEPS: u64 = 1024;
 pub(crate) enum SearchOutcome {
     Linearizable,
     /// `deepest` is the longest linearized prefix found (op indices), `state` the state after it.
-    NotLinearizable { deepest: Vec<usize>, state: RegisterState },
+    NotLinearizable {
+        deepest: Vec<usize>,
+        state: RegisterState,
+    },
     Timeout,
 }
 
@@ -62,18 +65,31 @@ impl EventList {
             order.push((op.return_ns, true, i));
         }
         order.sort_unstable();
-        let mut events = vec![Event { op: NIL, is_call: false }];
+        let mut events = vec![Event {
+            op: NIL,
+            is_call: false,
+        }];
         let mut return_node = vec![NIL; ops.len()];
         for (_, is_return, op) in order {
             if is_return {
                 return_node[op] = events.len();
             }
-            events.push(Event { op, is_call: !is_return });
+            events.push(Event {
+                op,
+                is_call: !is_return,
+            });
         }
         let n = events.len();
-        let next = (0..n).map(|i| if i + 1 < n { i + 1 } else { NIL }).collect();
+        let next = (0..n)
+            .map(|i| if i + 1 < n { i + 1 } else { NIL })
+            .collect();
         let prev = (0..n).map(|i| if i == 0 { NIL } else { i - 1 }).collect();
-        Self { events, next, prev, return_node }
+        Self {
+            events,
+            next,
+            prev,
+            return_node,
+        }
     }
 
     fn unlink(&mut self, node: usize) {
@@ -130,18 +146,31 @@ struct Search<'a> {
 
 impl Search<'_> {
     /// Linearize the op at `node` into state `next` unless that configuration was seen before.
-    fn try_push(&mut self, node: usize, next: RegisterState, alternative: Option<RegisterState>) -> bool {
+    fn try_push(
+        &mut self,
+        node: usize,
+        next: RegisterState,
+        alternative: Option<RegisterState>,
+    ) -> bool {
         let op = self.list.events[node].op;
         self.linearized.set(op);
         if !self.cache.insert((self.linearized.0.clone(), next)) {
             self.linearized.clear(op);
             return false;
         }
-        self.stack.push(Frame { event: node, state_before: self.state, alternative });
+        self.stack.push(Frame {
+            event: node,
+            state_before: self.state,
+            alternative,
+        });
         self.state = next;
         self.list.lift(node);
         if self.stack.len() > self.deepest.len() {
-            self.deepest = self.stack.iter().map(|f| self.list.events[f.event].op).collect();
+            self.deepest = self
+                .stack
+                .iter()
+                .map(|f| self.list.events[f.event].op)
+                .collect();
             self.deepest_state = self.state;
         }
         true
@@ -201,7 +230,10 @@ pub(crate) fn search(ops: &[TimedOp], initial: RegisterState, deadline: Instant)
             match s.backtrack() {
                 Some(n) => n,
                 None => {
-                    return SearchOutcome::NotLinearizable { deepest: s.deepest, state: s.deepest_state }
+                    return SearchOutcome::NotLinearizable {
+                        deepest: s.deepest,
+                        state: s.deepest_state,
+                    };
                 }
             }
         };
