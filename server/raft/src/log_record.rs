@@ -188,7 +188,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let m = openraft::Membership::new_with_defaults(vec![[5u64].into_iter().collect()], nodes);
+        let m = openraft::Membership::new(vec![[5u64].into_iter().collect()], nodes).unwrap();
         let memb = Entry {
             log_id: log_id(2, 5, 3),
             payload: EntryPayload::Membership(m),

@@ -97,6 +97,9 @@ impl RaftOptions {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_count),
             max_in_snapshot_log_to_keep: self.snapshot_catchup_entries,
             purge_batch_size: 1,
+            // As etcd: a restarted leader campaigns in a new term instead of resuming (its
+            // committed index may be one batch stale, see `LogStore::save_committed`).
+            enable_leader_restore: Some(false),
             ..Config::default()
         };
         config
@@ -181,6 +184,8 @@ where
         wait_single_member_ready(&raft, opts.member_id, recovered_last).await?;
     }
     let status = Arc::new(StatusCell::default());
+    // Filled before the handle exists, so its first `status()` is already current.
+    copy_metrics(&raft.metrics().borrow_watched(), &status);
     glommio::spawn_local(track_metrics(raft.clone(), status.clone())).detach();
     let (tx, rx) = flume::bounded(COMMAND_QUEUE_CAPACITY);
     let driver = Driver {
@@ -217,26 +222,27 @@ async fn wait_single_member_ready<S: StateStore>(
     Ok(())
 }
 
+fn copy_metrics(m: &openraft::RaftMetrics<KetchRaftTypes>, status: &StatusCell) {
+    let leader = m.current_leader.unwrap_or(0);
+    status.leader_id.store(leader, Ordering::Release);
+    status.term.store(m.current_term, Ordering::Release);
+    status
+        .commit_index
+        .store(m.local_committed.map_or(0, |l| l.index), Ordering::Release);
+    status
+        .applied_index
+        .store(m.last_applied.map_or(0, |l| l.index), Ordering::Release);
+    status.is_leader.store(
+        m.current_leader.is_some() && leader == m.id,
+        Ordering::Release,
+    );
+}
+
 /// Copies openraft's metrics into the atomics read by `RaftHandle::status`.
 async fn track_metrics<S: StateStore>(raft: KetchRaft<S>, status: Arc<StatusCell>) {
     let mut rx = raft.metrics();
     loop {
-        {
-            let m = rx.borrow_watched();
-            let leader = m.current_leader.unwrap_or(0);
-            status.leader_id.store(leader, Ordering::Release);
-            status.term.store(m.current_term, Ordering::Release);
-            status
-                .commit_index
-                .store(m.local_committed.map_or(0, |l| l.index), Ordering::Release);
-            status
-                .applied_index
-                .store(m.last_applied.map_or(0, |l| l.index), Ordering::Release);
-            status.is_leader.store(
-                leader == m.id && m.current_leader.is_some(),
-                Ordering::Release,
-            );
-        }
+        copy_metrics(&rx.borrow_watched(), &status);
         if rx.changed().await.is_err() {
             return;
         }
