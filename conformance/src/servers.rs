@@ -113,6 +113,18 @@ impl Member {
         kill(pid, signal).map_err(std::io::Error::from)
     }
 
+    /// True once the process has exited by itself (reaped here); false while running.
+    pub fn has_exited(&mut self) -> bool {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(_))) => {
+                self.child = None;
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
+    }
+
     /// SIGKILL and reap.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
