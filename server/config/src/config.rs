@@ -350,10 +350,10 @@ impl Config {
         if let Some(path) = crate::flags::config_file_from_env(&env)? {
             return crate::file::config_from_file(&PathBuf::from(path));
         }
-        crate::flags::apply_env(&mut cfg, &set_on_command_line, &env)?;
-        // etcd: an explicit --listen-client-urls without --advertise-client-urls leaves the
-        // advertise list empty, which validation then refuses.
-        let explicit = |n: &str| set_on_command_line.contains(&n);
+        let set_from_env = crate::flags::apply_env(&mut cfg, &set_on_command_line, &env)?;
+        // etcd: an explicit --listen-client-urls (flag or variable) without
+        // --advertise-client-urls leaves the advertise list empty, which validation refuses.
+        let explicit = |n: &str| set_on_command_line.contains(&n) || set_from_env.contains(&n);
         if explicit("listen-client-urls") && !explicit("advertise-client-urls") {
             cfg.advertise_client_urls.clear();
         }

@@ -1338,11 +1338,13 @@ fn single_env_value(
 /// etcd's `SetFlagsFromEnv`: every flag not given on the command line may come from the
 /// environment; a variable for a flag that *was* given is a fatal conflict (etcd 3.4.23
 /// exits 1 even when the variable is empty; measured).
+/// Returns the names of the flags it set: Go's `FlagSet.Set` marks them as set, so etcd's
+/// later "was --listen-client-urls given" check counts them (measured).
 pub(crate) fn apply_env(
     cfg: &mut Config,
     set_on_command_line: &[&str],
     env: &impl Fn(&str) -> Option<String>,
-) -> Result<(), ConfigError> {
+) -> Result<Vec<&'static str>, ConfigError> {
     for spec in FLAGS
         .iter()
         .filter(|f| set_on_command_line.contains(&f.name))
@@ -1353,6 +1355,7 @@ pub(crate) fn apply_env(
             )));
         }
     }
+    let mut set = Vec::new();
     for spec in FLAGS.iter().filter(|f| f.name != "config-file") {
         if set_on_command_line.contains(&spec.name) {
             continue;
@@ -1370,8 +1373,9 @@ pub(crate) fn apply_env(
         cfg.info(format!(
             "recognized and used environment variable {key}={value}"
         ));
+        set.push(spec.name);
     }
-    Ok(())
+    Ok(set)
 }
 
 /// etcd's warning for `ETCD_*` variables that name no flag; ketch also checks `KETCH_*`.

@@ -173,6 +173,13 @@ fn cases(peer: u16, client: u16, other: u16) -> Vec<Case> {
             .collect(),
     };
     cases.push(env_case(&[], &[("ETCD_HEARTBEAT_INTERVAL", "abc")]));
+    cases.push(Case {
+        args: strings(&[&format!("--listen-peer-urls=http://127.0.0.1:{peer}")]),
+        env: vec![(
+            "ETCD_LISTEN_CLIENT_URLS".to_owned(),
+            format!("http://127.0.0.1:{client}"),
+        )],
+    });
     cases.push(env_case(&[], &[("ETCD_ELECTION_TIMEOUT", "300")]));
     cases.push(env_case(
         &["--initial-cluster-token=y"],

@@ -145,12 +145,22 @@ fn environment_values_are_validated_like_flags() {
         invalid_env(&[], &[("ETCD_ELECTION_TIMEOUT", "300")]),
         "--election-timeout[300ms] should be at least as 5 times as --heartbeat-interval[100ms]"
     );
-    // ETCD_LISTEN_CLIENT_URLS is not "set explicitly" in etcd's sense (IsSet looks only at
-    // the command line), so the default advertise URL stays.
-    let cfg = ok_env(&[], &[("ETCD_LISTEN_CLIENT_URLS", "http://127.0.0.1:1")]);
+    // A variable counts as setting the flag explicitly (etcd 3.4.23 refuses
+    // ETCD_LISTEN_CLIENT_URLS without an advertise URL; measured).
+    assert_eq!(
+        invalid_env(&[], &[("ETCD_LISTEN_CLIENT_URLS", "http://127.0.0.1:1")]),
+        "--advertise-client-urls is required when --listen-client-urls is set explicitly"
+    );
+    let cfg = ok_env(
+        &[],
+        &[
+            ("ETCD_LISTEN_CLIENT_URLS", "http://127.0.0.1:1"),
+            ("KETCH_ADVERTISE_CLIENT_URLS", "http://127.0.0.1:1"),
+        ],
+    );
     assert_eq!(
         url_strings(&cfg.advertise_client_urls),
-        ["http://localhost:2379"]
+        ["http://127.0.0.1:1"]
     );
 }
 
