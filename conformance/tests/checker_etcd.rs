@@ -1,0 +1,444 @@
+//! Integration proof on real etcd: a few concurrent etcd-client clients issue a few hundred
+//! puts/gets/deletes/compare-and-swaps on a handful of fresh keys against an etcd started here
+//! (free loopback ports, temp data dir, killed by PID on drop); the recorded history must be
+//! linearizable, and a prefix watch recorded meanwhile must match the writes' revisions.
+//! Seed in CHECKER_SEED.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Client, Compare as EtcdCompare, CompareOp, EventType as EtcdEventType, Txn, TxnOp, WatchOptions,
+};
+use ketch_conformance::checker::linearizability::{
+    CasAction, CheckResult, Compare, History, Limits, OpInput, OpOutput, OpResult, Operation,
+    check_history,
+};
+use ketch_conformance::checker::watch::{
+    EventType, GroundTruth, KeyValue, WatchEvent, WatchRecord, WatchResponse, check_watch,
+    prefix_range_end,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const CLIENTS: u32 = 4;
+const OPS_PER_CLIENT: usize = 75;
+const KEYS: usize = 3;
+const OP_TIMEOUT: Duration = Duration::from_secs(5);
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A single-member etcd on free ports; killed by PID when dropped.
+struct Etcd {
+    child: Child,
+    endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Etcd {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (client, peer) = (free_port(), free_port());
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("log file");
+        let child = Command::new("etcd")
+            .args(["--name", "n1", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args([
+                "--listen-client-urls",
+                &endpoint,
+                "--advertise-client-urls",
+                &endpoint,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .args(["--initial-cluster", &format!("n1={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd is installed (scripts/setup installs it from apt)");
+        Self {
+            child,
+            endpoint,
+            _dir: dir,
+        }
+    }
+
+    async fn client(&self) -> Client {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(mut c) = Client::connect([&self.endpoint], None).await {
+                if c.status().await.is_ok() {
+                    return c;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not start on {}",
+                self.endpoint
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn now_ns(origin: Instant) -> u64 {
+    u64::try_from(origin.elapsed().as_nanos()).expect("test runs less than 584 years")
+}
+
+fn header_rev(h: Option<&etcd_client::ResponseHeader>) -> Option<i64> {
+    h.map(|h| h.revision())
+}
+
+/// Run one operation against etcd and describe its outcome; errors are unknown outcomes.
+async fn execute(client: &mut Client, key: &str, input: &OpInput) -> OpOutput {
+    let result = match input {
+        OpInput::Put { value } => {
+            let r = tokio::time::timeout(OP_TIMEOUT, client.put(key, value.as_str(), None)).await;
+            r.ok().and_then(Result::ok).map(|r| OpResult::Put {
+                revision: header_rev(r.header()),
+            })
+        }
+        OpInput::Get => {
+            let r = tokio::time::timeout(OP_TIMEOUT, client.get(key, None)).await;
+            r.ok().and_then(Result::ok).map(|r| {
+                let kv = r.kvs().first();
+                OpResult::Get {
+                    value: kv.map(|kv| kv.value_str().expect("utf-8 values").to_owned()),
+                    mod_revision: kv.map(|kv| kv.mod_revision()),
+                    header_revision: header_rev(r.header()),
+                }
+            })
+        }
+        OpInput::Delete => {
+            let r = tokio::time::timeout(OP_TIMEOUT, client.delete(key, None)).await;
+            r.ok().and_then(Result::ok).map(|r| OpResult::Delete {
+                deleted: Some(r.deleted()),
+                revision: header_rev(r.header()),
+            })
+        }
+        OpInput::CompareAndSwap {
+            compare: Compare::ModRevision(rev),
+            action: CasAction::Put { value },
+        } => {
+            let txn = Txn::new()
+                .when([EtcdCompare::mod_revision(key, CompareOp::Equal, *rev)])
+                .and_then([TxnOp::put(key, value.as_str(), None)]);
+            let r = tokio::time::timeout(OP_TIMEOUT, client.txn(txn)).await;
+            r.ok()
+                .and_then(Result::ok)
+                .map(|r| OpResult::CompareAndSwap {
+                    succeeded: r.succeeded(),
+                    revision: header_rev(r.header()),
+                })
+        }
+        other => unreachable!("this test does not issue {other:?}"),
+    };
+    result.map_or(OpOutput::Unknown, OpOutput::Ok)
+}
+
+async fn run_client(
+    mut client: Client,
+    id: u32,
+    prefix: String,
+    seed: u64,
+    origin: Instant,
+) -> Vec<Operation> {
+    let mut rng = StdRng::seed_from_u64(seed ^ u64::from(id));
+    let mut last_seen: BTreeMap<String, i64> = BTreeMap::new();
+    let mut ops = Vec::with_capacity(OPS_PER_CLIENT);
+    for i in 0..OPS_PER_CLIENT {
+        let key = format!("{prefix}{}", rng.random_range(0..KEYS));
+        let value = format!("c{id}-{i}");
+        let input = match rng.random_range(0..10) {
+            0..=3 => OpInput::Get,
+            4..=6 => OpInput::Put { value },
+            7 => OpInput::Delete,
+            _ => OpInput::CompareAndSwap {
+                compare: Compare::ModRevision(last_seen.get(&key).copied().unwrap_or(0)),
+                action: CasAction::Put { value },
+            },
+        };
+        let call_ns = now_ns(origin);
+        let output = execute(&mut client, &key, &input).await;
+        let return_ns = now_ns(origin);
+        if let OpOutput::Ok(OpResult::Get { mod_revision, .. }) = &output {
+            last_seen.insert(key.clone(), mod_revision.unwrap_or(0));
+        }
+        let return_ns = (output != OpOutput::Unknown).then_some(return_ns);
+        ops.push(Operation {
+            client: id,
+            call_ns,
+            return_ns,
+            key,
+            input,
+            output,
+        });
+    }
+    ops
+}
+
+/// The committed changes, rebuilt from the writes' results in revision order.
+fn truth_from_history(history: &History) -> GroundTruth {
+    let mut writes: Vec<(i64, &Operation)> = history
+        .operations
+        .iter()
+        .filter_map(|op| match (&op.input, &op.output) {
+            (OpInput::Put { .. }, OpOutput::Ok(OpResult::Put { revision: Some(r) })) => {
+                Some((*r, op))
+            }
+            (
+                OpInput::Delete,
+                OpOutput::Ok(OpResult::Delete {
+                    deleted: Some(1),
+                    revision: Some(r),
+                }),
+            ) => Some((*r, op)),
+            (
+                _,
+                OpOutput::Ok(OpResult::CompareAndSwap {
+                    succeeded: true,
+                    revision: Some(r),
+                }),
+            ) => Some((*r, op)),
+            _ => None,
+        })
+        .collect();
+    writes.sort_by_key(|(r, _)| *r);
+    let mut current: BTreeMap<&str, KeyValue> = BTreeMap::new();
+    let mut events = Vec::new();
+    for (rev, op) in writes {
+        let prev = current.get(op.key.as_str()).cloned();
+        let value = match &op.input {
+            OpInput::Put { value }
+            | OpInput::CompareAndSwap {
+                action: CasAction::Put { value },
+                ..
+            } => value,
+            _ => {
+                current.remove(op.key.as_str());
+                let kv = KeyValue {
+                    key: op.key.clone(),
+                    value: String::new(),
+                    create_revision: 0,
+                    mod_revision: rev,
+                    version: 0,
+                };
+                events.push(WatchEvent {
+                    kind: EventType::Delete,
+                    kv,
+                    prev_kv: prev,
+                });
+                continue;
+            }
+        };
+        let kv = KeyValue {
+            key: op.key.clone(),
+            value: value.clone(),
+            create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
+            mod_revision: rev,
+            version: prev.as_ref().map_or(1, |p| p.version + 1),
+        };
+        current.insert(op.key.as_str(), kv.clone());
+        events.push(WatchEvent {
+            kind: EventType::Put,
+            kv,
+            prev_kv: prev,
+        });
+    }
+    GroundTruth::new(1, events)
+}
+
+fn convert_kv(kv: &etcd_client::KeyValue) -> KeyValue {
+    KeyValue {
+        key: kv.key_str().expect("utf-8 key").to_owned(),
+        value: kv.value_str().expect("utf-8 value").to_owned(),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+        version: kv.version(),
+    }
+}
+
+fn convert_response(resp: &etcd_client::WatchResponse) -> WatchResponse {
+    let events = resp
+        .events()
+        .iter()
+        .map(|e| WatchEvent {
+            kind: match e.event_type() {
+                EtcdEventType::Put => EventType::Put,
+                EtcdEventType::Delete => EventType::Delete,
+            },
+            kv: convert_kv(e.kv().expect("events carry a kv")),
+            prev_kv: e.prev_kv().map(convert_kv),
+        })
+        .collect();
+    WatchResponse {
+        header_revision: header_rev(resp.header()).unwrap_or(0),
+        events,
+        fragment: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_history_on_real_etcd_is_linearizable() {
+    let seed: u64 = std::env::var("CHECKER_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("seed {seed} (rerun with CHECKER_SEED={seed})");
+    let etcd = Etcd::start();
+    let mut admin = etcd.client().await;
+    let prefix = format!("lin-{seed}/");
+    let start = admin
+        .get("none", None)
+        .await
+        .expect("get")
+        .header()
+        .expect("header")
+        .revision()
+        + 1;
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(start)
+        .with_prev_key();
+    let mut watch = admin
+        .watch(prefix.as_str(), Some(options))
+        .await
+        .expect("watch");
+
+    let origin = Instant::now();
+    let mut tasks = Vec::new();
+    for id in 0..CLIENTS {
+        let client = etcd.client().await;
+        tasks.push(tokio::spawn(run_client(
+            client,
+            id,
+            prefix.clone(),
+            seed,
+            origin,
+        )));
+    }
+    let mut operations = Vec::new();
+    for t in tasks {
+        operations.extend(t.await.expect("client task"));
+    }
+    let history = History::new(operations);
+    let unknown = history
+        .operations
+        .iter()
+        .filter(|o| o.output == OpOutput::Unknown)
+        .count();
+    assert_eq!(unknown, 0, "no faults here, so every operation completes");
+    let verdict = check_history(&history, Limits::default());
+    assert_eq!(verdict, CheckResult::Linearizable, "{verdict}");
+
+    // The same real history with one stale read appended is rejected.
+    assert_stale_read_caught(&history);
+
+    // The watch saw exactly the committed writes, in order, with correct prev_kv.
+    let truth = truth_from_history(&history);
+    let last = truth.events.last().expect("some writes").kv.mod_revision;
+    let mut record = WatchRecord {
+        name: "prefix".into(),
+        key: prefix.clone(),
+        range_end: Some(prefix_range_end(&prefix)),
+        start_revision: start,
+        prev_kv: true,
+        responses: Vec::new(),
+        resumes: None,
+    };
+    let deadline = Instant::now() + OP_TIMEOUT;
+    while record.last_event_revision().is_none_or(|r| r < last) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, watch.message())
+            .await
+            .expect("watch caught up in time");
+        let resp = msg.expect("watch stream").expect("watch open");
+        if !resp.events().is_empty() {
+            record.responses.push(convert_response(&resp));
+        }
+    }
+    let violations = check_watch(Some(&truth), &[record]);
+    assert!(violations.is_empty(), "{violations:#?}");
+    println!(
+        "{} operations, {} committed changes: linearizable, watch consistent",
+        history.operations.len(),
+        truth.events.len()
+    );
+}
+
+/// Append a read, after everything, of a key's first value although it was overwritten later.
+fn assert_stale_read_caught(history: &History) {
+    let puts = |key: &str| -> Vec<(String, i64)> {
+        let mut puts: Vec<(String, i64)> = history
+            .operations
+            .iter()
+            .filter(|o| o.key == key)
+            .filter_map(|o| match (&o.input, &o.output) {
+                (OpInput::Put { value }, OpOutput::Ok(OpResult::Put { revision: Some(r) })) => {
+                    Some((value.clone(), *r))
+                }
+                _ => None,
+            })
+            .collect();
+        puts.sort_by_key(|(_, r)| *r);
+        puts
+    };
+    let key = history
+        .operations
+        .iter()
+        .map(|o| o.key.clone())
+        .find(|k| puts(k).len() >= 2)
+        .expect("a key put twice");
+    let (old_value, old_rev) = puts(&key)[0].clone();
+    let end = history
+        .operations
+        .iter()
+        .filter_map(|o| o.return_ns)
+        .max()
+        .expect("ops")
+        + 1;
+    let mut tampered = history.clone();
+    tampered.operations.push(Operation {
+        client: 99,
+        call_ns: end,
+        return_ns: Some(end + 1),
+        key: key.clone(),
+        input: OpInput::Get,
+        output: OpOutput::Ok(OpResult::Get {
+            value: Some(old_value),
+            mod_revision: Some(old_rev),
+            header_revision: None,
+        }),
+    });
+    match check_history(&tampered, Limits::default()) {
+        CheckResult::NotLinearizable {
+            key: k, minimal, ..
+        } => {
+            assert_eq!(k, key);
+            assert!(minimal.len() <= 4, "shrunk: {minimal:?}");
+        }
+        other => panic!("stale read not caught: {other}"),
+    }
+}
