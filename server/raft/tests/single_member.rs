@@ -117,25 +117,38 @@ fn snapshot_purges_the_log_and_restart_loads_snapshot_plus_tail() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(snaps(), 1, "exactly one snapshot file is kept");
-    let wal_files = || std::fs::read_dir(opts.wal_dir()).unwrap().count();
-    let wal_bytes_written = block_on(m.handle.wal_metrics()).unwrap().bytes_written;
+    let segments = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(opts.wal_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".wal"))
+            .collect();
+        v.sort();
+        v
+    };
+    let metrics = block_on(m.handle.wal_metrics()).unwrap();
     assert!(
-        wal_bytes_written > 4 * (16 << 10),
-        "the log spans many segments ({wal_bytes_written} bytes)"
+        metrics.segment_rollovers >= 4,
+        "the log spans many segments: {metrics:?}"
     );
-    // 450 * ~230 bytes is ~6 segments of 16 KiB; after purging below the snapshot only the
-    // segments after it (plus lock and preallocated files) remain.
+    // The purge after the last snapshot removes every segment below it; the first segment
+    // (sequence 0, holding the log's first entries) must be gone.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while wal_files() > 6 && std::time::Instant::now() < deadline {
+    while segments()
+        .first()
+        .is_some_and(|n| n.starts_with("0000000000000000-"))
+        && std::time::Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
+    let left = segments();
     assert!(
-        wal_files() <= 6,
-        "old WAL segments were purged: {:?}",
-        std::fs::read_dir(opts.wal_dir())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect::<Vec<_>>()
+        !left[0].starts_with("0000000000000000-"),
+        "first segment purged: {left:?}"
+    );
+    assert!(
+        (left.len() as u64) < metrics.segment_rollovers,
+        "segments below the snapshot purged: {left:?}"
     );
     m.stop();
 
