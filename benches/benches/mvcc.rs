@@ -1,0 +1,144 @@
+//! MVCC store hot paths: put (256 B values over 100k keys), range of one key, range of a
+//! 100-key prefix, and a compare-and-swap txn, on a store preloaded with 100k keys.
+//! Run: `cargo bench -p ketch-benches --bench mvcc`.
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use ketch_mvcc::Store;
+use ketch_proto::compare::{CompareResult, CompareTarget, TargetUnion};
+use ketch_proto::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest, request_op};
+
+const KEY_COUNT: usize = 100_000;
+const VALUE_BYTES: usize = 256;
+
+fn key(i: usize) -> Bytes {
+    Bytes::from(format!("key/{i:06}"))
+}
+
+fn put_req(i: usize) -> PutRequest {
+    PutRequest { key: key(i), value: Bytes::from(vec![b'v'; VALUE_BYTES]), ..Default::default() }
+}
+
+fn loaded_store() -> Store {
+    let mut s = Store::new();
+    let mut events = Vec::new();
+    for i in 0..KEY_COUNT {
+        s.put(&put_req(i), &mut events).expect("put");
+        events.clear();
+    }
+    s
+}
+
+fn bench_put(c: &mut Criterion, store: &Store) {
+    let mut g = c.benchmark_group("mvcc");
+    g.throughput(Throughput::Elements(1));
+    let reqs: Vec<PutRequest> = (0..KEY_COUNT).map(put_req).collect();
+    g.bench_function("put_256B_over_100k_keys", |b| {
+        let mut s = store.clone();
+        let mut events = Vec::with_capacity(1);
+        let mut i = 0;
+        b.iter(|| {
+            events.clear();
+            let resp = s.put(&reqs[i % KEY_COUNT], &mut events).expect("put");
+            i = i.wrapping_mul(7919).wrapping_add(1) % KEY_COUNT;
+            black_box(resp)
+        });
+    });
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("put_1000_new_keys_into_empty_store", |b| {
+        b.iter_batched(
+            Store::new,
+            |mut s| {
+                let mut events = Vec::new();
+                for r in reqs.iter().take(1000) {
+                    events.clear();
+                    black_box(s.put(r, &mut events).expect("put"));
+                }
+                s
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    g.finish();
+}
+
+fn bench_range(c: &mut Criterion, store: &Store) {
+    let mut g = c.benchmark_group("mvcc");
+    g.throughput(Throughput::Elements(1));
+    let singles: Vec<RangeRequest> =
+        (0..KEY_COUNT).map(|i| RangeRequest { key: key(i), ..Default::default() }).collect();
+    g.bench_function("range_single_key", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 7919) % KEY_COUNT;
+            black_box(store.range(&singles[i]).expect("range"))
+        });
+    });
+    // "key/0123" covers key/012300 ..= key/012399: 100 keys.
+    let prefixes: Vec<RangeRequest> = (0..KEY_COUNT / 100)
+        .map(|p| RangeRequest {
+            key: Bytes::from(format!("key/{p:04}")),
+            range_end: Bytes::from(format!("key/{:04}", p + 1)),
+            ..Default::default()
+        })
+        .collect();
+    g.bench_function("range_prefix_100_keys", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 31) % prefixes.len();
+            let resp = store.range(&prefixes[i]).expect("range");
+            assert_eq!(resp.kvs.len(), 100);
+            black_box(resp)
+        });
+    });
+    g.finish();
+}
+
+fn cas(i: usize, mod_rev: i64) -> TxnRequest {
+    let compare = Compare {
+        key: key(i),
+        target: CompareTarget::Mod as i32,
+        result: CompareResult::Equal as i32,
+        target_union: Some(TargetUnion::ModRevision(mod_rev)),
+        ..Default::default()
+    };
+    let put = RequestOp { request: Some(request_op::Request::RequestPut(put_req(i))) };
+    let get = RequestOp {
+        request: Some(request_op::Request::RequestRange(RangeRequest {
+            key: key(i),
+            ..Default::default()
+        })),
+    };
+    TxnRequest { compare: vec![compare], success: vec![put], failure: vec![get] }
+}
+
+fn bench_txn(c: &mut Criterion, store: &Store) {
+    let mut g = c.benchmark_group("mvcc");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("txn_cas_put", |b| {
+        let mut s = store.clone();
+        let mut events = Vec::with_capacity(1);
+        // Key i was written at revision i + 2 by the preload; each CAS moves it on.
+        let mut reqs: Vec<TxnRequest> = (0..KEY_COUNT).map(|i| cas(i, i as i64 + 2)).collect();
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 7919) % KEY_COUNT;
+            events.clear();
+            let resp = s.txn(&reqs[i], &mut events).expect("txn");
+            assert!(resp.succeeded);
+            reqs[i].compare[0].target_union = Some(TargetUnion::ModRevision(s.revision()));
+            black_box(resp)
+        });
+    });
+    g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let store = loaded_store();
+    bench_put(c, &store);
+    bench_range(c, &store);
+    bench_txn(c, &store);
+}
+
+criterion_group!(mvcc, benches);
+criterion_main!(mvcc);
