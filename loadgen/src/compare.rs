@@ -192,6 +192,10 @@ struct RunResult {
     target: &'static str,
     summary: Summary,
     folder: String,
+    /// Server CPU time during the loadgen run, per request, in microseconds.
+    server_cpu_us_per_request: Option<f64>,
+    /// 1-minute load average just before the run (the machine's other load).
+    load_before: f64,
 }
 
 pub async fn run(a: &CompareArgs, common: &Common) -> Result<()> {
@@ -435,11 +439,14 @@ async fn run_one(
             .join(" ")
     );
     let (prog, rest) = args.split_first().expect("non-empty command");
+    let load_before = machine::load_1min();
+    let cpu0 = machine::process_cpu(server.pid());
     let output = tokio::process::Command::new(prog)
         .args(rest)
         .stderr(Stdio::inherit())
         .output()
         .await?;
+    let cpu1 = machine::process_cpu(server.pid());
     if !output.status.success() {
         bail!(
             "loadgen failed ({}) for {} on {}",
@@ -451,12 +458,20 @@ async fn run_one(
     let summary: Summary =
         serde_json::from_slice(&output.stdout).context("parsing loadgen JSON")?;
     drop(server);
+    let server_cpu_us_per_request = match (cpu0, cpu1) {
+        (Some(a), Some(b)) if summary.requests > 0 => {
+            Some((b - a).as_secs_f64() * 1e6 / summary.requests as f64)
+        }
+        _ => None,
+    };
     Ok(RunResult {
         round,
         case: c.name,
         target: t.name,
         summary,
         folder,
+        server_cpu_us_per_request,
+        load_before,
     })
 }
 
@@ -626,20 +641,29 @@ fn write_report(
     }
     let _ = writeln!(
         r,
-        "\n## Results\n\nLatencies in ms; throughput = successful requests/s of the case's main operation; loadgen CPU = the tool's own CPU time per request.\n"
+        "\n## Results\n\nLatencies in ms; throughput = successful requests/s of the case's main operation; loadgen CPU = the tool's own CPU time per request (getrusage); server CPU = the server \
+         process's CPU time during the run per request (/proc/<pid>/stat); load before = the \
+         1-minute load average before the run (well above what our own runs leave behind means \
+         other work was running and the figures are suspect).\n"
     );
     let _ = writeln!(
         r,
-        "| case | server | round | req/s | p50 | p99 | p99.9 | max | errors | loadgen CPU µs/req | run folder |"
+        "| case | server | round | req/s | p50 | p99 | p99.9 | max | errors | loadgen CPU µs/req | server CPU µs/req | load before | run folder |"
     );
-    let _ = writeln!(r, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        r,
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
     for x in results {
         let Some(op) = main_op(&x.summary) else {
             continue;
         };
+        let server_cpu = x
+            .server_cpu_us_per_request
+            .map_or("n/a".into(), |v| format!("{v:.1}"));
         let _ = writeln!(
             r,
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {:.2} | {} | {:.1} | [{}]({}/report.txt) |",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {:.2} | {} | {:.1} | {server_cpu} | {:.2} | [{}]({}/report.txt) |",
             x.case,
             x.target,
             x.round,
@@ -650,6 +674,7 @@ fn write_report(
             op.slowest_s * 1000.0,
             x.summary.ops.iter().map(|o| o.errors).sum::<u64>(),
             x.summary.cpu.per_request_us,
+            x.load_before,
             x.folder,
             x.folder
         );

@@ -14,6 +14,8 @@ pub struct Machine {
     pub logical_cpus: usize,
     pub memory_bytes: u64,
     pub kernel: String,
+    /// /proc/loadavg when the record was made: other load on the machine skews figures.
+    pub loadavg: String,
     pub disk: Option<Disk>,
 }
 
@@ -65,6 +67,7 @@ pub fn machine(data_dir: Option<&Path>) -> Machine {
         logical_cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
         memory_bytes,
         kernel: read("/proc/sys/kernel/osrelease").unwrap_or_default(),
+        loadavg: read("/proc/loadavg").unwrap_or_default(),
         disk: disk(data_dir.unwrap_or(Path::new("."))),
     }
 }
@@ -176,4 +179,23 @@ pub fn cpu_times() -> CpuTimes {
         user: tv(ru.ru_utime),
         sys: tv(ru.ru_stime),
     }
+}
+
+/// User + system CPU time of process `pid` so far (from /proc/<pid>/stat), if readable.
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = read(&format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at state, field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| Duration::from_secs_f64(ticks as f64 / hz as f64))
+}
+
+/// The 1-minute load average.
+pub fn load_1min() -> f64 {
+    read("/proc/loadavg")
+        .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
 }

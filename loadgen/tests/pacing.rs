@@ -78,23 +78,22 @@ async fn open_loop_holds_its_rate_for_a_duration() {
         (achieved - rate).abs() / rate < 0.05,
         "achieved {achieved:.0}/s, elapsed {elapsed:?}"
     );
-    // Every full interval saw the rate too (no bursts and pauses that average out).
-    let full: Vec<f64> = series
-        .rows
-        .iter()
-        .filter(|r| r.t_s < 1.45)
-        .map(|r| r.requests_per_s)
-        .collect();
-    assert!(full.len() >= 4, "intervals: {:?}", series.rows);
-    for r in &full {
+    // At every interval end the cumulative count follows the schedule (no burst up front and
+    // pause after, which would average out to the same total); slack for a loaded CI machine.
+    let mut done = 0u64;
+    for r in series.rows.iter().filter(|r| r.t_s < 1.45) {
+        done += r.requests;
+        let due = rate * r.t_s;
         assert!(
-            (r - rate).abs() / rate < 0.15,
-            "interval rate {r:.0}/s vs {rate}/s: {full:?}"
+            (done as f64 - due).abs() < 0.1 * due + 100.0,
+            "{done} done by {:.3}s, {due:.0} due",
+            r.t_s
         );
     }
-    // Sending never lagged far behind schedule on an idle no-op workload.
+    assert!(series.rows.len() >= 5, "intervals: {:?}", series.rows);
+    // Sending never lagged far behind schedule on a no-op workload.
     let late = w.max_late_us.load(Ordering::Relaxed);
-    assert!(late < 50_000, "a request went out {late} us late");
+    assert!(late < 250_000, "a request went out {late} us late");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
