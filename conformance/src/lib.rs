@@ -6,6 +6,7 @@ pub mod faultproxy;
 pub mod catalogue;
 pub mod drivers;
 pub mod faults;
+pub mod history;
 pub mod normalize;
 pub mod report;
 pub mod runner;
