@@ -7,6 +7,7 @@
 pub mod handle;
 pub mod log_record;
 pub mod log_store;
+pub mod mvcc_store;
 pub mod network;
 pub mod node;
 pub mod runtime;

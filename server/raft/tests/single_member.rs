@@ -12,7 +12,7 @@ use ketch_raft::ProposeError;
 #[test]
 fn writes_from_another_thread_are_applied_with_increasing_revisions() {
     let dir = tempfile::tempdir().unwrap();
-    let m = RunningMember::start(single_member_options(dir.path()));
+    let m = RunningMember::<TestStore>::start(single_member_options(dir.path()));
     let status = m.handle.status();
     assert!(status.is_leader, "one member leads itself: {status:?}");
     assert_eq!(status.leader_id, MEMBER_ID);
@@ -47,7 +47,7 @@ fn writes_from_another_thread_are_applied_with_increasing_revisions() {
 #[test]
 fn restart_recovers_every_acknowledged_write_with_its_revision() {
     let dir = tempfile::tempdir().unwrap();
-    let m = RunningMember::start(single_member_options(dir.path()));
+    let m = RunningMember::<TestStore>::start(single_member_options(dir.path()));
     let mut acked = Vec::new();
     for i in 0..50 {
         let rev = put_revision(
@@ -62,7 +62,7 @@ fn restart_recovers_every_acknowledged_write_with_its_revision() {
     let term_before = m.handle.status().term;
     m.stop();
 
-    let m = RunningMember::start(single_member_options(dir.path()));
+    let m = RunningMember::<TestStore>::start(single_member_options(dir.path()));
     let store = m.handle.store();
     {
         let s = store.read();
@@ -94,7 +94,7 @@ fn snapshot_purges_the_log_and_restart_loads_snapshot_plus_tail() {
     opts.snapshot_count = 100;
     opts.snapshot_catchup_entries = 0;
     opts.wal_segment_size_bytes = 16 << 10; // small segments, so purging removes files
-    let m = RunningMember::start(opts.clone());
+    let m = RunningMember::<TestStore>::start(opts.clone());
     let value = "x".repeat(200);
     for i in 0..450 {
         block_on(m.handle.write(put(&format!("k{i:04}"), &value))).unwrap();
@@ -152,7 +152,7 @@ fn snapshot_purges_the_log_and_restart_loads_snapshot_plus_tail() {
     );
     m.stop();
 
-    let m = RunningMember::start(opts.clone());
+    let m = RunningMember::<TestStore>::start(opts.clone());
     {
         let store = m.handle.store();
         let s = store.read();
@@ -173,7 +173,7 @@ fn concurrent_writers_share_fsyncs() {
     const WRITERS: usize = 64;
     const WRITES_PER_WRITER: usize = 20;
     let dir = tempfile::tempdir().unwrap();
-    let m = RunningMember::start(single_member_options(dir.path()));
+    let m = RunningMember::<TestStore>::start(single_member_options(dir.path()));
     let before = block_on(m.handle.wal_metrics()).unwrap();
     let futs = (0..WRITERS).map(|w| {
         let h = m.handle.clone();
@@ -217,7 +217,7 @@ fn concurrent_writers_share_fsyncs() {
 fn concurrent_linearizable_reads_share_rounds_and_see_prior_writes() {
     const READERS: usize = 200;
     let dir = tempfile::tempdir().unwrap();
-    let m = RunningMember::start(single_member_options(dir.path()));
+    let m = RunningMember::<TestStore>::start(single_member_options(dir.path()));
     block_on(m.handle.write(put("a", "1"))).unwrap();
     let rounds_before = m.handle.read_rounds();
     let futs = (0..READERS).map(|_| {
@@ -240,7 +240,7 @@ fn concurrent_linearizable_reads_share_rounds_and_see_prior_writes() {
 #[test]
 fn a_stopped_member_refuses_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let m = RunningMember::start(single_member_options(dir.path()));
+    let m = RunningMember::<TestStore>::start(single_member_options(dir.path()));
     let h = m.handle.clone();
     m.stop();
     assert!(matches!(

@@ -139,25 +139,25 @@ pub fn single_member_options(data_dir: &Path) -> RaftOptions {
 }
 
 /// A member on its own executor thread. Dropping it shuts the member down and joins the thread.
-pub struct RunningMember {
-    pub handle: RaftHandle<TestStore>,
-    pub events: flume::Receiver<Vec<(Vec<u8>, i64)>>,
+pub struct RunningMember<S: StateStore = TestStore> {
+    pub handle: RaftHandle<S>,
+    pub events: flume::Receiver<Vec<S::Event>>,
     thread: Option<glommio::ExecutorJoinHandle<()>>,
 }
 
 /// Bound of the test's event channel.
 const TEST_EVENT_QUEUE: usize = 1 << 16;
 
-impl RunningMember {
-    pub fn start(opts: RaftOptions) -> RunningMember {
+impl<S: StateStore> RunningMember<S> {
+    pub fn start(opts: RaftOptions) -> RunningMember<S> {
         let (htx, hrx) = flume::bounded(1);
         let (etx, erx) = flume::bounded(TEST_EVENT_QUEUE);
         let thread = executor_builder("raft-test")
             .spawn(move || async move {
-                let sink: ketch_raft::EventSink<(Vec<u8>, i64)> = Box::new(move |evs| {
+                let sink: ketch_raft::EventSink<S::Event> = Box::new(move |evs| {
                     etx.try_send(evs).expect("test event queue has room");
                 });
-                match start::<TestStore, _>(opts, UnreachableNetwork, Some(sink)).await {
+                match start::<S, _>(opts, UnreachableNetwork, Some(sink)).await {
                     Ok((handle, node)) => {
                         htx.send(Ok(handle)).unwrap();
                         node.stopped().await;
@@ -189,7 +189,7 @@ impl RunningMember {
     }
 }
 
-impl Drop for RunningMember {
+impl<S: StateStore> Drop for RunningMember<S> {
     fn drop(&mut self) {
         self.stop_inner();
     }
