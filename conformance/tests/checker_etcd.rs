@@ -88,10 +88,10 @@ impl Etcd {
     async fn client(&self) -> Client {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Ok(mut c) = Client::connect([&self.endpoint], None).await {
-                if c.status().await.is_ok() {
-                    return c;
-                }
+            if let Ok(mut c) = Client::connect([&self.endpoint], None).await
+                && c.status().await.is_ok()
+            {
+                return c;
             }
             assert!(
                 Instant::now() < deadline,

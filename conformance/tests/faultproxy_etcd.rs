@@ -127,10 +127,11 @@ async fn wait_for_leader(cluster: &Cluster) -> u64 {
         for e in &cluster.endpoints {
             leaders.push(status(e).await.map(|(_, leader, _)| leader));
         }
-        if let Some(Some(leader)) = leaders.first() {
-            if *leader != 0 && leaders.iter().all(|l| *l == Some(*leader)) {
-                return *leader;
-            }
+        if let Some(Some(leader)) = leaders.first()
+            && *leader != 0
+            && leaders.iter().all(|l| *l == Some(*leader))
+        {
+            return *leader;
         }
         assert!(Instant::now() < deadline, "no common leader: {leaders:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;

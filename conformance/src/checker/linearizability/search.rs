@@ -182,25 +182,25 @@ impl Search<'_> {
         self.state = frame.state_before;
         self.linearized.clear(self.list.events[frame.event].op);
         self.list.unlift(frame.event);
-        if let Some(alt) = frame.alternative {
-            if self.try_push(frame.event, alt, None) {
-                return Some(self.list.next[HEAD]);
-            }
+        if let Some(alt) = frame.alternative
+            && self.try_push(frame.event, alt, None)
+        {
+            return Some(self.list.next[HEAD]);
         }
         Some(self.list.next[frame.event])
     }
 
     fn at_call(&mut self, node: usize) -> usize {
         let [first, second] = step(self.state, &self.ops[self.list.events[node].op].op);
-        if let Some(s) = first {
-            if self.try_push(node, s, second) {
-                return self.list.next[HEAD];
-            }
+        if let Some(s) = first
+            && self.try_push(node, s, second)
+        {
+            return self.list.next[HEAD];
         }
-        if let Some(s) = second {
-            if self.try_push(node, s, None) {
-                return self.list.next[HEAD];
-            }
+        if let Some(s) = second
+            && self.try_push(node, s, None)
+        {
+            return self.list.next[HEAD];
         }
         self.list.next[node]
     }
@@ -221,7 +221,7 @@ pub(crate) fn search(ops: &[TimedOp], initial: RegisterState, deadline: Instant)
     let mut steps: u64 = 0;
     while s.list.next[HEAD] != NIL {
         steps += 1;
-        if steps % DEADLINE_CHECK_STEPS == 0 && Instant::now() >= deadline {
+        if steps.is_multiple_of(DEADLINE_CHECK_STEPS) && Instant::now() >= deadline {
             return SearchOutcome::Timeout;
         }
         node = if s.list.events[node].is_call {

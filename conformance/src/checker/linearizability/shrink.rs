@@ -174,7 +174,7 @@ fn kind_justified(
     };
     if initial_present == present && hide_ns.is_none() {
         let first_opposite = opposite_revs.first().copied();
-        if !o_limit.is_some_and(|l| first_opposite.is_some_and(|r| r <= l)) {
+        if o_limit.is_none_or(|l| first_opposite.is_none_or(|r| r > l)) {
             return true;
         }
     }
