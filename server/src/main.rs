@@ -1,4 +1,239 @@
-fn main() {
-    eprintln!("ketch: not built yet");
-    std::process::exit(1);
+//! ketch: an etcd v3 compatible key-value store. Parses etcd's flags, checks the host, starts one
+//! glommio executor per shard (shard 0 also runs raft), serves the client port, and shuts down
+//! cleanly on SIGTERM/SIGINT.
+
+mod errors;
+mod grpc;
+mod identity;
+mod http;
+mod metrics;
+mod node;
+mod rt;
+mod shards;
+mod state;
+mod version;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ketch_config::{Config, ConfigError, LogLevel, NoticeLevel};
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::identity::Identity;
+use crate::node::{Limits, MemberInfo, Node};
+use crate::shards::ShardPlan;
+
+fn main() -> ExitCode {
+    let config = match Config::parse_from(std::env::args_os(), |k| std::env::var(k).ok()) {
+        Ok(config) => config,
+        Err(ConfigError::VersionRequested) => {
+            print!("{}", ketch_config::version_text());
+            return ExitCode::SUCCESS;
+        }
+        Err(e @ ConfigError::HelpRequested) => {
+            eprint!("{}", e.stderr_text());
+            print!("{}", ketch_config::help_text());
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{}", e.stderr_text());
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    init_logging(&config);
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let level = match config.log_level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error | LogLevel::DPanic | LogLevel::Panic | LogLevel::Fatal => "error",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+    for warning in ketch_config::unrecognized_env_warnings(config, std::env::vars()) {
+        tracing::warn!("{warning}");
+    }
+    for notice in &config.notices {
+        match notice.level {
+            NoticeLevel::Info => tracing::info!("{}", notice.message),
+            NoticeLevel::Warn => tracing::warn!("{}", notice.message),
+        }
+    }
+}
+
+/// Resolves listen URLs as Go's net.Listen does for etcd: the first address of the host,
+/// IPv4 preferred.
+fn listen_addrs(config: &Config) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut out = Vec::new();
+    for url in &config.listen_client_urls {
+        let host_port = url.host_port();
+        let mut addrs: Vec<SocketAddr> = host_port
+            .to_socket_addrs()
+            .with_context(|| format!("resolving listen-client-url {host_port}"))?
+            .collect();
+        addrs.sort_by_key(|a| !a.is_ipv4());
+        let addr = *addrs
+            .first()
+            .with_context(|| format!("{host_port} resolves to nothing"))?;
+        if !out.contains(&addr) {
+            out.push(addr);
+        }
+    }
+    Ok(out)
+}
+
+fn raft_options(config: &Config, identity: &Identity) -> ketch_raft::RaftOptions {
+    let members: BTreeMap<u64, ketch_raft::Member> = identity
+        .members
+        .iter()
+        .map(|m| {
+            let member = ketch_raft::Member {
+                name: m.name.clone(),
+                peer_urls: m.peer_urls.clone(),
+                client_urls: m.client_urls.clone(),
+            };
+            (m.id, member)
+        })
+        .collect();
+    // glommio opens directories by absolute path only.
+    let member_dir = identity::member_dir(config);
+    let member_dir = std::path::absolute(&member_dir).unwrap_or(member_dir);
+    let mut opts = ketch_raft::RaftOptions::new(
+        member_dir,
+        identity.member_id,
+        identity.cluster_id,
+        members,
+    );
+    opts.heartbeat_ms = config.heartbeat_interval_ms;
+    opts.election_timeout_ms = config.election_timeout_ms;
+    opts.snapshot_count = config.snapshot_count;
+    opts
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let plan = ShardPlan {
+        shards: config.effective_shards() as usize,
+        io_memory_bytes: config.io_memory_bytes as usize,
+        client_addrs: listen_addrs(&config)?,
+    };
+    shards::check_memlock(&plan)?;
+    shards::probe_bind(&plan.client_addrs)?;
+    let identity = identity::load_or_bootstrap(&config)?;
+    for (key, value) in ketch_config::startup_summary(
+        &config,
+        ketch_config::Id(identity.member_id),
+        ketch_config::Id(identity.cluster_id),
+    ) {
+        tracing::info!("{key}: {value}");
+    }
+
+    // Block SIGTERM/SIGINT before any thread starts so every thread inherits the mask and the
+    // main thread alone receives them in `wait`.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    signals
+        .thread_block()
+        .context("blocking SIGTERM/SIGINT")?;
+
+    let members: Vec<MemberInfo> = identity
+        .members
+        .iter()
+        .map(|m| MemberInfo {
+            id: m.id,
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
+            client_urls: m.client_urls.clone(),
+        })
+        .collect();
+    let limits = Limits {
+        max_request_bytes: config.max_request_bytes as usize,
+        max_txn_ops: config.max_txn_ops as usize,
+    };
+    let raft_options = raft_options(&config, &identity);
+    let (cluster_id, member_id) = (identity.cluster_id, identity.member_id);
+
+    let (node_tx, node_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Arc<Node>>>(1);
+    let mut stops = Vec::with_capacity(plan.shards);
+    let mut handles = Vec::with_capacity(plan.shards);
+
+    let (stop0, stop0_rx) = shards::stop_channel();
+    stops.push(stop0);
+    let addrs = plan.client_addrs.clone();
+    let shard0 = shards::executor(0, plan.io_memory_bytes)
+        .spawn(move || async move {
+            let started = ketch_raft::start::<state::MvccState, _>(
+                raft_options,
+                ketch_raft::UnreachableNetwork,
+                None,
+            )
+            .await;
+            let (raft, raft_node) = match started {
+                Ok(started) => started,
+                Err(e) => {
+                    let _ = node_tx.send(Err(anyhow::anyhow!("starting raft: {e}")));
+                    return Ok(());
+                }
+            };
+            let node = Node::new(cluster_id, member_id, members, limits, raft.clone());
+            let _ = node_tx.send(Ok(node.clone()));
+            let served = shards::serve(node.clone(), grpc::routes(&node), addrs, stop0_rx).await;
+            raft.shutdown().await;
+            raft_node.stopped().await;
+            served
+        })
+        .map_err(|e| anyhow::anyhow!("starting shard 0: {e}"))?;
+    handles.push(shard0);
+
+    let node = node_rx.recv().context("shard 0 ended during startup")??;
+    for shard in 1..plan.shards {
+        let (stop, stop_rx) = shards::stop_channel();
+        stops.push(stop);
+        let node = node.clone();
+        let addrs = plan.client_addrs.clone();
+        let handle = shards::executor(shard, plan.io_memory_bytes)
+            .spawn(move || async move {
+                shards::serve(node.clone(), grpc::routes(&node), addrs, stop_rx).await
+            })
+            .map_err(|e| anyhow::anyhow!("starting shard {shard}: {e}"))?;
+        handles.push(handle);
+    }
+    for url in &config.listen_client_urls {
+        tracing::info!("ready to serve client requests");
+        tracing::info!("serving insecure client requests on {}, this is strongly discouraged!", url.host_port());
+    }
+
+    let signal = signals.wait().context("waiting for signals")?;
+    tracing::info!("received {signal}, shutting down");
+    // Shards 1.. first, shard 0 (raft) last, so raft outlives every request it may serve.
+    for stop in stops.iter().rev() {
+        let _ = stop.send(());
+    }
+    let mut result = Ok(());
+    for handle in handles.into_iter().rev() {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(e) => result = Err(anyhow::anyhow!("shard failed: {e}")),
+        }
+    }
+    drop(node);
+    tracing::info!("stopped");
+    result
 }

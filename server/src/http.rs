@@ -1,0 +1,140 @@
+//! One client port, two protocols: gRPC (HTTP/2, `content-type: application/grpc*`) goes to
+//! tonic's routes; everything else is etcd's plain HTTP surface (`/health`, `/version`,
+//! `/metrics`), answered with etcd's bodies, statuses and method rules.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tonic::body::Body;
+use tonic::service::Routes;
+use tower::Service;
+
+use crate::node::Node;
+use crate::version::{ETCD_CLUSTER_VERSION, ETCD_COMPAT_VERSION};
+
+/// How long `/health` waits for a ReadIndex round before answering unhealthy (etcd 3.4 uses a
+/// one-second budget for its health probe request).
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub struct ClientService {
+    pub routes: Routes,
+    pub node: Arc<Node>,
+}
+
+/// Connections never leave their shard (see `rt::LocalExec`), so handler futures need not be
+/// `Send`: `/health` awaits a glommio timer.
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>>>>;
+
+impl hyper::service::Service<Request<Incoming>> for ClientService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        if is_grpc(&req) {
+            let mut routes = self.routes.clone();
+            Box::pin(async move { routes.call(req.map(Body::new)).await })
+        } else {
+            let node = self.node.clone();
+            Box::pin(async move { Ok(plain_http(&node, req).await) })
+        }
+    }
+}
+
+fn is_grpc(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// etcd's HTTP handlers sit behind a CORS wrapper that adds these headers to every answer.
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("access-control-allow-headers", "accept, content-type, authorization")
+        .header("access-control-allow-methods", "POST, GET, OPTIONS, PUT, DELETE")
+        .header("access-control-allow-origin", "*")
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::new(Full::new(body.into())))
+        .expect("static response parts are valid")
+}
+
+/// Go's `http.Error` body and headers, as etcd's handlers produce them.
+fn go_error(status: StatusCode, text: &str) -> Response<Body> {
+    let mut resp = respond(status, "text/plain; charset=utf-8", format!("{text}\n"));
+    resp.headers_mut()
+        .insert("x-content-type-options", header::HeaderValue::from_static("nosniff"));
+    resp
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut resp = go_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    resp.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    resp
+}
+
+async fn plain_http(node: &Node, req: Request<Incoming>) -> Response<Body> {
+    let get_only = |ok: fn() -> Response<Body>| {
+        if req.method() == Method::GET {
+            ok()
+        } else {
+            method_not_allowed("GET")
+        }
+    };
+    match req.uri().path() {
+        "/version" => get_only(|| {
+            respond(
+                StatusCode::OK,
+                "application/json",
+                format!(
+                    "{{\"etcdserver\":\"{ETCD_COMPAT_VERSION}\",\"etcdcluster\":\"{ETCD_CLUSTER_VERSION}\"}}"
+                ),
+            )
+        }),
+        "/health" => {
+            if req.method() != Method::GET {
+                return method_not_allowed("GET");
+            }
+            health(node).await
+        }
+        "/metrics" => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            crate::metrics::render(node).await,
+        ),
+        _ => go_error(StatusCode::NOT_FOUND, "404 page not found"),
+    }
+}
+
+/// Healthy when the member has a leader and a ReadIndex round completes in time, as etcd's
+/// `/health` checks for a leader and serves a linearizable request.
+async fn health(node: &Node) -> Response<Body> {
+    let healthy = node.raft.status().leader_id != 0
+        && matches!(
+            glommio::timer::timeout(HEALTH_TIMEOUT, async {
+                node.read_barrier()
+                    .await
+                    .map_err(|_| glommio::GlommioError::<()>::TimedOut(HEALTH_TIMEOUT))
+            })
+            .await,
+            Ok(())
+        );
+    if healthy {
+        respond(StatusCode::OK, "text/plain; charset=utf-8", r#"{"health":"true"}"#)
+    } else {
+        respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            r#"{"health":"false"}"#,
+        )
+    }
+}

@@ -1,0 +1,115 @@
+//! What every gRPC and HTTP handler shares: the member's identity, the raft handle, limits and
+//! metrics. `Node` is `Send + Sync`; handlers on every shard hold an `Arc<Node>`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ketch_proto::ResponseHeader;
+use ketch_proto::ketchpb::{RaftRequest, RaftResponse};
+use crate::state::MvccState;
+
+pub type RaftHandle = ketch_raft::RaftHandle<MvccState>;
+use prost::Message;
+use tonic::Status;
+
+use crate::errors;
+use crate::metrics::ServerMetrics;
+
+/// One member as the Cluster API lists it.
+#[derive(Clone, Debug)]
+pub struct MemberInfo {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+pub struct Limits {
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+}
+
+pub struct Node {
+    pub cluster_id: u64,
+    pub member_id: u64,
+    pub members: Vec<MemberInfo>,
+    pub limits: Limits,
+    pub raft: RaftHandle,
+    pub metrics: ServerMetrics,
+    inflight: AtomicUsize,
+}
+
+impl Node {
+    pub fn new(
+        cluster_id: u64,
+        member_id: u64,
+        members: Vec<MemberInfo>,
+        limits: Limits,
+        raft: RaftHandle,
+    ) -> Arc<Self> {
+        Arc::new(Node {
+            cluster_id,
+            member_id,
+            members,
+            limits,
+            raft,
+            metrics: ServerMetrics::default(),
+            inflight: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision,
+            raft_term: self.raft.status().term,
+        }
+    }
+
+    /// Replicates `req` and returns what applying it produced. The response exists only once
+    /// the entry is durable on a quorum and applied: acknowledging it is safe.
+    pub async fn propose(&self, req: RaftRequest) -> Result<RaftResponse, Status> {
+        // etcd refuses proposals larger than --max-request-bytes before they reach raft.
+        if req.encoded_len() > self.limits.max_request_bytes {
+            return Err(errors::request_too_large());
+        }
+        self.metrics.proposals_pending.inc();
+        let result = self.raft.write(req).await;
+        self.metrics.proposals_pending.dec();
+        match result {
+            Ok(resp) => Ok(resp),
+            Err(e) => {
+                self.metrics.proposals_failed.inc();
+                Err(errors::propose_status(&e))
+            }
+        }
+    }
+
+    /// Waits until this member has applied everything committed when the call began
+    /// (ReadIndex), so a read that follows is linearizable.
+    pub async fn read_barrier(&self) -> Result<(), Status> {
+        self.raft
+            .linearizable_read_barrier()
+            .await
+            .map_err(|e| errors::propose_status(&e))
+    }
+
+    /// Counts a request as in flight until the guard drops; shutdown waits for zero.
+    pub fn enter(&self) -> InflightGuard<'_> {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        InflightGuard(&self.inflight)
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Acquire)
+    }
+}
+
+pub struct InflightGuard<'a>(&'a AtomicUsize);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,126 @@
+//! Shared helpers for ketch's process-level tests: free loopback ports, a ketch (or etcd)
+//! process guard that kills by PID on drop, and health waiting.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port the kernel just handed out on 127.0.0.1 (released before use; good enough for tests
+/// that start one server at a time per port pair).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0")
+}
+
+pub struct ServerProcess {
+    pub child: Child,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `bin` (ketch or etcd) as a one-member cluster on fresh loopback ports with etcd's
+    /// flags, logging to `<data_dir>.log`.
+    pub fn start(bin: &Path, data_dir: &Path, extra: &[&str]) -> ServerProcess {
+        Self::start_on(bin, data_dir, free_port(), free_port(), extra)
+    }
+
+    pub fn start_on(bin: &Path, data_dir: &Path, client_port: u16, peer_port: u16, extra: &[&str]) -> ServerProcess {
+        let client = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("opening server log");
+        let child = Command::new(bin)
+            .args(["--name", "default", "--data-dir"])
+            .arg(data_dir)
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("default={peer}")])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("cloning log handle"))
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        ServerProcess { child, client_port, peer_port, data_dir: data_dir.to_path_buf(), log }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// Polls `/health` until it answers `{"health":"true"}` or `timeout` passes.
+    pub fn wait_healthy(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited with {status} during startup; log:\n{}", self.log_tail());
+            }
+            if http_get(self.client_port, "/health").is_some_and(|b| b.contains("\"health\":\"true\"")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server not healthy after {timeout:?}; log:\n{}", self.log_tail());
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET on loopback; `None` if the connection or request fails.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+pub fn ketch_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ketch"))
+}
