@@ -10,7 +10,6 @@ mod metrics;
 mod node;
 mod rt;
 mod shards;
-mod state;
 mod version;
 
 use std::collections::BTreeMap;
@@ -178,7 +177,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     let addrs = plan.client_addrs.clone();
     let shard0 = shards::executor(0, plan.io_memory_bytes)
         .spawn(move || async move {
-            let started = ketch_raft::start::<state::MvccState, _>(
+            let started = ketch_raft::start::<ketch_mvcc::Store, _>(
                 raft_options,
                 ketch_raft::UnreachableNetwork,
                 None,

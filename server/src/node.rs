@@ -6,9 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ketch_proto::ResponseHeader;
 use ketch_proto::ketchpb::{RaftRequest, RaftResponse};
-use crate::state::MvccState;
-
-pub type RaftHandle = ketch_raft::RaftHandle<MvccState>;
+pub type RaftHandle = ketch_raft::RaftHandle<ketch_mvcc::Store>;
 use prost::Message;
 use tonic::Status;
 
