@@ -84,7 +84,7 @@ async fn write_batch(shared: &Shared, ws: &mut WriterState) -> Result<(), WalErr
             activate_next_segment(shared, ws, i).await?;
         }
         let active = ws.active.as_mut().expect("activated above");
-        let room = active.capacity - active.write_pos;
+        let room = active.capacity.saturating_sub(active.write_pos);
         let (mut j, mut len) = (i, 0u64);
         while j < n && len + u64::from(ws.batch.records[j].frame_len) <= room {
             len += u64::from(ws.batch.records[j].frame_len);
