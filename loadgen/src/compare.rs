@@ -62,6 +62,9 @@ pub struct CompareArgs {
     /// Report folder (default: <results-dir>/<date>-compare-<shortrev>).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// A paragraph (markdown) put at the top of the report: conditions, purpose.
+    #[arg(long)]
+    pub note: Option<String>,
 }
 
 /// A named load: loadgen arguments after the global ones.
@@ -196,6 +199,8 @@ struct RunResult {
     server_cpu_us_per_request: Option<f64>,
     /// 1-minute load average just before the run (the machine's other load).
     load_before: f64,
+    /// Median 4 KiB fdatasync latency in the data dir's filesystem just before the run.
+    fsync_p50_before: Option<Duration>,
 }
 
 pub async fn run(a: &CompareArgs, common: &Common) -> Result<()> {
@@ -440,6 +445,7 @@ async fn run_one(
     );
     let (prog, rest) = args.split_first().expect("non-empty command");
     let load_before = machine::load_1min();
+    let fsync_p50_before = machine::fsync_probe(&server.dir).ok().map(|(p50, _)| p50);
     let cpu0 = machine::process_cpu(server.pid());
     let output = tokio::process::Command::new(prog)
         .args(rest)
@@ -472,6 +478,7 @@ async fn run_one(
         folder,
         server_cpu_us_per_request,
         load_before,
+        fsync_p50_before,
     })
 }
 
@@ -568,6 +575,9 @@ fn write_report(
             );
         }
     }
+    if let Some(note) = &a.note {
+        let _ = writeln!(r, "{note}\n");
+    }
     let _ = writeln!(r, "## Setup\n");
     let _ = writeln!(
         r,
@@ -644,26 +654,31 @@ fn write_report(
         "\n## Results\n\nLatencies in ms; throughput = successful requests/s of the case's main operation; loadgen CPU = the tool's own CPU time per request (getrusage); server CPU = the server \
          process's CPU time during the run per request (/proc/<pid>/stat); load before = the \
          1-minute load average before the run (well above what our own runs leave behind means \
-         other work was running and the figures are suspect).\n"
+         other work was running and the figures are suspect); fsync p50 = median latency of 100 \
+         4 KiB write+fdatasync calls in the data dir's filesystem just before the run (what the \
+         disk offered a WAL; about 0.1-0.2 ms on this machine kind when idle).\n"
     );
     let _ = writeln!(
         r,
-        "| case | server | round | req/s | p50 | p99 | p99.9 | max | errors | loadgen CPU µs/req | server CPU µs/req | load before | run folder |"
+        "| case | server | round | req/s | p50 | p99 | p99.9 | max | errors | loadgen CPU µs/req | server CPU µs/req | load before | fsync p50 ms | run folder |"
     );
     let _ = writeln!(
         r,
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     for x in results {
         let Some(op) = main_op(&x.summary) else {
             continue;
         };
+        let fsync = x
+            .fsync_p50_before
+            .map_or("n/a".into(), |d| format!("{:.2}", d.as_secs_f64() * 1000.0));
         let server_cpu = x
             .server_cpu_us_per_request
             .map_or("n/a".into(), |v| format!("{v:.1}"));
         let _ = writeln!(
             r,
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {:.2} | {} | {:.1} | {server_cpu} | {:.2} | [{}]({}/report.txt) |",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {:.2} | {} | {:.1} | {server_cpu} | {:.2} | {fsync} | [{}]({}/report.txt) |",
             x.case,
             x.target,
             x.round,

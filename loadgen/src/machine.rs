@@ -199,3 +199,26 @@ pub fn load_1min() -> f64 {
         .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse().ok()))
         .unwrap_or(0.0)
 }
+
+/// Writes+fdatasyncs per disk probe.
+pub const FSYNC_PROBE_WRITES: usize = 100;
+
+/// Median and 99th percentile of `FSYNC_PROBE_WRITES` 4 KiB append+fdatasync calls in `dir`:
+/// what the disk offers a WAL right now (other writers on the machine show up here).
+pub fn fsync_probe(dir: &Path) -> std::io::Result<(Duration, Duration)> {
+    use std::io::Write;
+    let path = dir.join(format!(".fsync-probe-{}", std::process::id()));
+    let mut f = std::fs::File::create(&path)?;
+    let block = [0x5au8; 4096];
+    let mut lat = Vec::with_capacity(FSYNC_PROBE_WRITES);
+    for _ in 0..FSYNC_PROBE_WRITES {
+        let t = std::time::Instant::now();
+        f.write_all(&block)?;
+        f.sync_data()?;
+        lat.push(t.elapsed());
+    }
+    drop(f);
+    std::fs::remove_file(&path)?;
+    lat.sort_unstable();
+    Ok((lat[lat.len() / 2], lat[lat.len() * 99 / 100]))
+}
