@@ -65,6 +65,8 @@ pub async fn drive<W: Workload>(
     let all = futures::future::join_all(tasks);
     tokio::pin!(all);
     let mut tick = tokio::time::interval_at(start + cfg.interval, cfg.interval);
+    // A late tick must not be followed by a burst of near-empty intervals.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             res = &mut all => {

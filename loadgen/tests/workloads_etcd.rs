@@ -61,6 +61,7 @@ fn check_folder(dir: &Path, summary: &Summary, ops: &[&str]) {
             "{op} not in latency.hlog"
         );
     }
+    check_hlog(dir, summary);
     for svg in ["latency-percentiles.svg", "throughput.svg"] {
         let text = std::fs::read_to_string(dir.join(svg)).unwrap();
         assert!(
@@ -69,6 +70,54 @@ fn check_folder(dir: &Path, summary: &Summary, ops: &[&str]) {
         );
     }
     assert!(summary.cpu.per_request_us > 0.0);
+}
+
+/// The interval log parses back, and per operation its histograms add up to the summary's count.
+fn check_hlog(dir: &Path, summary: &Summary) {
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let bytes = std::fs::read(dir.join("latency.hlog")).unwrap();
+    let mut counts = std::collections::BTreeMap::<String, u64>::new();
+    let mut de = Deserializer::new();
+    for entry in IntervalLogIterator::new(&bytes) {
+        if let LogEntry::Interval(iv) = entry.expect("well-formed interval log") {
+            let raw = base64_decode(iv.encoded_histogram());
+            let h: hdrhistogram::Histogram<u64> = de.deserialize(&mut raw.as_slice()).unwrap();
+            *counts
+                .entry(iv.tag().unwrap().as_str().to_string())
+                .or_default() += h.len();
+        }
+    }
+    for op in &summary.ops {
+        assert_eq!(
+            counts.get(&op.op).copied().unwrap_or(0),
+            op.requests,
+            "{}: hlog vs summary",
+            op.op
+        );
+    }
+}
+
+/// Standard base64 (the interval log's encoding), decoded without another dependency.
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("bad base64 byte {c}"),
+    } as u32;
+    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &c)| acc | val(c) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
 }
 
 async fn workload(ops: &[&str], args: &[&str]) {
