@@ -23,7 +23,9 @@ impl PeerProxies {
         for m in &cluster.members {
             let listen = SocketAddr::from(([127, 0, 0, 1], m.config.advertised_peer_port));
             let upstream = SocketAddr::from(([127, 0, 0, 1], m.config.peer_port));
-            let proxy = FaultProxy::start(listen, upstream).await.map_err(|e| e.to_string())?;
+            let proxy = FaultProxy::start(listen, upstream)
+                .await
+                .map_err(|e| e.to_string())?;
             proxies.push(proxy);
         }
         Ok(PeerProxies { proxies })

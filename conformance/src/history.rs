@@ -50,14 +50,19 @@ pub async fn run_client(w: WorkloadClient, origin: Instant, deadline: Instant) -
             let value = format!("c{}-{n}", w.id);
             let r = cl.put(key.as_str(), value.as_str(), None).await;
             let out = match r {
-                Ok(p) => OpOutput::Ok(OpResult::Put { revision: p.header().map(|h| h.revision()) }),
+                Ok(p) => OpOutput::Ok(OpResult::Put {
+                    revision: p.header().map(|h| h.revision()),
+                }),
                 Err(_) => OpOutput::Unknown,
             };
             (OpInput::Put { value }, out)
         } else if roll < 9 {
             let out = match cl.get(key.as_str(), None).await {
                 Ok(g) => OpOutput::Ok(OpResult::Get {
-                    value: g.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
+                    value: g
+                        .kvs()
+                        .first()
+                        .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
                     mod_revision: g.kvs().first().map(|kv| kv.mod_revision()),
                     header_revision: g.header().map(|h| h.revision()),
                 }),
@@ -75,8 +80,19 @@ pub async fn run_client(w: WorkloadClient, origin: Instant, deadline: Instant) -
             (OpInput::Delete, out)
         };
         let failed = !matches!(output, OpOutput::Ok(_));
-        let return_ns = if matches!(output, OpOutput::Unknown) { None } else { Some(ns_since(origin)) };
-        ops.push(Operation { client: w.id, call_ns, return_ns, key, input, output });
+        let return_ns = if matches!(output, OpOutput::Unknown) {
+            None
+        } else {
+            Some(ns_since(origin))
+        };
+        ops.push(Operation {
+            client: w.id,
+            call_ns,
+            return_ns,
+            key,
+            input,
+            output,
+        });
         if failed {
             tokio::time::sleep(ERROR_BACKOFF).await;
         }

@@ -18,7 +18,10 @@ enum TargetArg {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "ketch-conformance", about = "etcd conformance scenarios against ketch and etcd")]
+#[command(
+    name = "ketch-conformance",
+    about = "etcd conformance scenarios against ketch and etcd"
+)]
 struct Args {
     /// Which servers to start and test.
     #[arg(long, value_enum, default_value = "etcd")]
@@ -65,8 +68,14 @@ async fn main() -> anyhow::Result<()> {
         bail!("no scenario matches {:?}", args.scenario);
     }
     let targets = targets(&args)?;
-    let cfg = RunConfig { etcdctl_bin: which(&args.etcdctl_bin)?, seed: args.seed };
-    eprintln!("seed {} (set --seed or KETCH_CONFORMANCE_SEED to reproduce)", args.seed);
+    let cfg = RunConfig {
+        etcdctl_bin: which(&args.etcdctl_bin)?,
+        seed: args.seed,
+    };
+    eprintln!(
+        "seed {} (set --seed or KETCH_CONFORMANCE_SEED to reproduce)",
+        args.seed
+    );
     let started = Instant::now();
     let started_utc = utc_now();
     let mut reports = Vec::with_capacity(scenarios.len());
@@ -126,7 +135,11 @@ fn print_line(r: &runner::ScenarioReport) {
             Status::Skip(why) => format!("{}=skip: {why}", o.target),
         })
         .collect();
-    let diff = r.difference.as_deref().map(|d| format!(" DIFF {d}")).unwrap_or_default();
+    let diff = r
+        .difference
+        .as_deref()
+        .map(|d| format!(" DIFF {d}"))
+        .unwrap_or_default();
     eprintln!("{:<48} {}{diff}", r.name, cells.join("  "));
 }
 
@@ -136,8 +149,16 @@ fn targets(args: &Args) -> anyhow::Result<Vec<Target>> {
         return Ok(vec![Target::External(list)]);
     }
     let ready_timeout = Duration::from_secs(args.ready_timeout);
-    let etcd = ServerSpec { kind: ServerKind::Etcd, bin: which(&args.etcd_bin)?, ready_timeout };
-    let ketch = ServerSpec { kind: ServerKind::Ketch, bin: ketch_bin(args), ready_timeout };
+    let etcd = ServerSpec {
+        kind: ServerKind::Etcd,
+        bin: which(&args.etcd_bin)?,
+        ready_timeout,
+    };
+    let ketch = ServerSpec {
+        kind: ServerKind::Ketch,
+        bin: ketch_bin(args),
+        ready_timeout,
+    };
     Ok(match args.target {
         TargetArg::Etcd => vec![Target::Spawn(etcd)],
         TargetArg::Ketch => vec![Target::Spawn(ketch)],
@@ -146,7 +167,11 @@ fn targets(args: &Args) -> anyhow::Result<Vec<Target>> {
 }
 
 fn with_scheme(e: &str) -> String {
-    if e.starts_with("http://") { e.to_string() } else { format!("http://{e}") }
+    if e.starts_with("http://") {
+        e.to_string()
+    } else {
+        format!("http://{e}")
+    }
 }
 
 /// $KETCH_BIN, else the workspace's target/release/ketch, else target/debug/ketch.
@@ -154,12 +179,18 @@ fn ketch_bin(args: &Args) -> PathBuf {
     if let Some(p) = &args.ketch_bin {
         return p.clone();
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."));
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."));
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
     let release = target_dir.join("release/ketch");
-    if release.exists() { release } else { target_dir.join("debug/ketch") }
+    if release.exists() {
+        release
+    } else {
+        target_dir.join("debug/ketch")
+    }
 }
 
 /// Resolves a bare program name on PATH (so reports and errors show the real path).
@@ -187,12 +218,19 @@ fn git_revision() -> String {
 fn tool_version(bin: &Path) -> String {
     let out = std::process::Command::new(bin).arg("--version").output();
     out.ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "unknown".to_string())
 }
 
 fn utc_now() -> String {
-    let out = std::process::Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%S"]).output();
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S"])
+        .output();
     out.ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()

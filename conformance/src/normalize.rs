@@ -52,7 +52,14 @@ const VOLATILE_FIELDS: &[&str] = &[
 
 /// Fields holding free text (etcdctl output, error messages), where the text rules apply;
 /// elsewhere (keys, values) only the literal substitutions do.
-const TEXT_FIELDS: &[&str] = &["stdout", "stderr", "body", "message", "cancel_reason", "text"];
+const TEXT_FIELDS: &[&str] = &[
+    "stdout",
+    "stderr",
+    "body",
+    "message",
+    "cancel_reason",
+    "text",
+];
 
 const PLACEHOLDER: &str = "<normalised>";
 
@@ -71,8 +78,7 @@ static CLIENT_LOG_LINE: LazyLock<Regex> =
 static TOOK: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"took = \S+").expect("regex"));
 static SIZE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b\d+(\.\d+)? ?[kMG]?B\b").expect("regex"));
-static VERSION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b3\.\d+\.\d+\b").expect("regex"));
+static VERSION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b3\.\d+\.\d+\b").expect("regex"));
 
 /// Normalises observations; one instance per observation (ordinals restart).
 pub struct Normalizer {
@@ -84,7 +90,10 @@ pub struct Normalizer {
 impl Normalizer {
     pub fn new(mut substitutions: Vec<(String, String)>) -> Self {
         substitutions.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
-        Normalizer { substitutions, ids: HashMap::new() }
+        Normalizer {
+            substitutions,
+            ids: HashMap::new(),
+        }
     }
 
     /// The observation as JSON with every legitimately-differing value replaced.
@@ -114,10 +123,14 @@ impl Normalizer {
             }
         }
         match v {
-            Value::Object(map) => {
-                Value::Object(map.iter().map(|(k, v)| (k.clone(), self.value(Some(k), v))).collect())
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), self.value(Some(k), v)))
+                    .collect(),
+            ),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|x| self.value(field, x)).collect())
             }
-            Value::Array(items) => Value::Array(items.iter().map(|x| self.value(field, x)).collect()),
             Value::String(s) if field.is_some_and(|f| TEXT_FIELDS.contains(&f)) => {
                 Value::String(self.text(s))
             }
@@ -154,7 +167,9 @@ impl Normalizer {
     pub fn text(&mut self, s: &str) -> String {
         let mut out = self.substitute(s);
         out = CLIENT_LOG_LINE.replace_all(&out, "").into_owned();
-        out = FIELD_VOLATILE.replace_all(&out, "<normalised>").into_owned();
+        out = FIELD_VOLATILE
+            .replace_all(&out, "<normalised>")
+            .into_owned();
         out = TOOK.replace_all(&out, "took = <t>").into_owned();
         out = VERSION.replace_all(&out, "<version>").into_owned();
         out = SIZE.replace_all(&out, "<size>").into_owned();
@@ -180,7 +195,10 @@ pub fn first_difference(path: &str, a: &Value, b: &Value) -> Option<String> {
             keys.sort();
             keys.dedup();
             keys.into_iter().find_map(|k| {
-                let (va, vb) = (x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null));
+                let (va, vb) = (
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                );
                 first_difference(&format!("{path}.{k}"), va, vb)
             })
         }
@@ -201,7 +219,11 @@ pub fn first_difference(path: &str, a: &Value, b: &Value) -> Option<String> {
 
 fn short(v: &Value) -> String {
     let s = v.to_string();
-    if s.len() > 200 { format!("{}...", &s[..s.floor_char_boundary(200)]) } else { s }
+    if s.len() > 200 {
+        format!("{}...", &s[..s.floor_char_boundary(200)])
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]
@@ -211,7 +233,10 @@ mod tests {
 
     #[test]
     fn ids_become_ordinals_and_equalities_survive() {
-        let mut n = Normalizer::new(vec![("http://127.0.0.1:40001".into(), "<m1-client>".into())]);
+        let mut n = Normalizer::new(vec![(
+            "http://127.0.0.1:40001".into(),
+            "<m1-client>".into(),
+        )]);
         let v = json!({"member_id": 77u64, "leader": 77u64, "lease": 0, "raft_term": 5,
                        "text": "member 4d for http://127.0.0.1:40001 took = 1.2ms", "version": "3.4.23"});
         let out = n.value(None, &v);
@@ -227,7 +252,10 @@ mod tests {
     fn hex_ids_in_text_share_ordinals_with_numeric_ids() {
         let mut n = Normalizer::new(vec![]);
         let _ = n.value(None, &json!({"id": 0x694d7c3f1c2f5a0bu64}));
-        assert_eq!(n.text("lease 694d7c3f1c2f5a0b granted"), "lease <id1> granted");
+        assert_eq!(
+            n.text("lease 694d7c3f1c2f5a0b granted"),
+            "lease <id1> granted"
+        );
         assert_eq!(n.text("lease 694d7c3f1c2f5a0c"), "lease <id2>");
     }
 
@@ -235,7 +263,10 @@ mod tests {
     fn first_difference_points_at_the_path() {
         let a = json!({"steps": [{"x": 1}, {"y": [1, 2]}]});
         let b = json!({"steps": [{"x": 1}, {"y": [1, 3]}]});
-        assert_eq!(first_difference("", &a, &b).as_deref(), Some(".steps[1].y[1]: 2 != 3"));
+        assert_eq!(
+            first_difference("", &a, &b).as_deref(),
+            Some(".steps[1].y[1]: 2 != 3")
+        );
         assert_eq!(first_difference("", &a, &a), None);
     }
 }

@@ -47,10 +47,18 @@ pub fn markdown(info: &RunInfo, reports: &[ScenarioReport]) -> String {
     let _ = writeln!(md, "- command: `{}`", info.command);
     let _ = writeln!(md, "- git revision: {}", info.git_revision);
     let _ = writeln!(md, "- etcd: {}", info.etcd_version);
-    let _ = writeln!(md, "- started: {} UTC, took {} s, seed {}", info.started_utc, info.duration_s, info.seed);
+    let _ = writeln!(
+        md,
+        "- started: {} UTC, took {} s, seed {}",
+        info.started_utc, info.duration_s, info.seed
+    );
     for (i, t) in info.targets.iter().enumerate() {
         let (p, f, s) = totals(reports, i);
-        let _ = writeln!(md, "- {t}: {p} pass, {f} fail, {s} skipped of {}", reports.len());
+        let _ = writeln!(
+            md,
+            "- {t}: {p} pass, {f} fail, {s} skipped of {}",
+            reports.len()
+        );
     }
     let diff = info.targets.len() == 2;
     let _ = write!(md, "\n| scenario | area |");
@@ -74,7 +82,11 @@ pub fn markdown(info: &RunInfo, reports: &[ScenarioReport]) -> String {
             let _ = write!(md, " {} |", cell(&o.status));
         }
         if diff {
-            let d = r.difference.as_deref().unwrap_or("none").replace('|', "\\|");
+            let d = r
+                .difference
+                .as_deref()
+                .unwrap_or("none")
+                .replace('|', "\\|");
             let _ = write!(md, " {d} |");
         }
         md.push('\n');
@@ -87,6 +99,9 @@ pub fn write(dir: &Path, info: &RunInfo, reports: &[ScenarioReport]) -> std::io:
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("report.md"), markdown(info, reports))?;
     let json = serde_json::json!({"run": info, "scenarios": reports});
-    std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&json)?)?;
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
     Ok(())
 }

@@ -161,7 +161,11 @@ async fn spawn_servers(topology: Topology, spec: &ServerSpec) -> Result<Prepared
     let mut cluster = Cluster::spawn(spec, &opts)?;
     // Proxies must listen before members need quorum, i.e. before waiting for health.
     let proxies = if opts.proxied_peers {
-        Some(PeerProxies::start(&cluster).await.map_err(ScenarioError::Setup)?)
+        Some(
+            PeerProxies::start(&cluster)
+                .await
+                .map_err(ScenarioError::Setup)?,
+        )
     } else {
         None
     };
@@ -173,7 +177,11 @@ async fn external(topology: Topology, endpoints: &[String]) -> Result<Prepared, 
     match topology {
         Topology::Single => {}
         Topology::Three if endpoints.len() >= 3 => {}
-        _ => return Err(ScenarioError::Skip("needs three members started by the suite".into())),
+        _ => {
+            return Err(ScenarioError::Skip(
+                "needs three members started by the suite".into(),
+            ));
+        }
     }
     // Scenarios expect an empty key space; revisions are taken relative to the start.
     let mut client = crate::drivers::grpc::connect(endpoints)
@@ -195,13 +203,22 @@ async fn current_revision(ctx: &Ctx) -> Option<i64> {
 
 /// Literal run-specific strings and the role names they are normalised to.
 fn substitutions(ctx: &Ctx) -> Vec<(String, String)> {
-    let mut subs = vec![(ctx.scratch.path().display().to_string(), "<scratch>".to_string())];
+    let mut subs = vec![(
+        ctx.scratch.path().display().to_string(),
+        "<scratch>".to_string(),
+    )];
     for (i, ep) in ctx.endpoints.iter().enumerate() {
         subs.push((ep.clone(), format!("<m{}-client>", i + 1)));
-        subs.push((ep.trim_start_matches("http://").to_string(), format!("<m{}-client>", i + 1)));
+        subs.push((
+            ep.trim_start_matches("http://").to_string(),
+            format!("<m{}-client>", i + 1),
+        ));
     }
     if let Some(cluster) = &ctx.cluster {
-        subs.push((cluster.dir.path().display().to_string(), "<dir>".to_string()));
+        subs.push((
+            cluster.dir.path().display().to_string(),
+            "<dir>".to_string(),
+        ));
         subs.push((cluster.token.clone(), "<token>".to_string()));
         for m in &cluster.members {
             let n = &m.config.name;

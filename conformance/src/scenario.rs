@@ -141,7 +141,14 @@ pub fn sc(
     fast: bool,
     run: for<'a> fn(&'a mut Ctx) -> ScenarioFuture<'a>,
 ) -> Scenario {
-    Scenario { name, area, topology, about, fast, run }
+    Scenario {
+        name,
+        area,
+        topology,
+        about,
+        fast,
+        run,
+    }
 }
 
 /// One recorded step.
@@ -205,7 +212,10 @@ impl Ctx {
     }
 
     pub fn record(&mut self, label: impl Into<String>, data: Value) {
-        self.obs.steps.push(Step { label: label.into(), data });
+        self.obs.steps.push(Step {
+            label: label.into(),
+            data,
+        });
     }
 
     /// A gRPC client to member 0.
@@ -294,7 +304,12 @@ impl Ctx {
         Ok(resp)
     }
 
-    pub async fn http(&mut self, method: &str, path: &str, body: Option<&str>) -> Res<HttpResponse> {
+    pub async fn http(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Res<HttpResponse> {
         self.http_at(0, method, path, body).await
     }
 
@@ -366,13 +381,17 @@ pub fn ok<T>(r: Result<T, etcd_client::Error>, what: &str) -> Res<T> {
 /// Expects a gRPC error with this code and message (exact).
 pub fn expect_grpc_err<T>(r: &Result<T, etcd_client::Error>, code: &str, message: &str) -> Res {
     match r {
-        Ok(_) => Err(ScenarioError::Check(format!("expected {code} {message:?}, got success"))),
+        Ok(_) => Err(ScenarioError::Check(format!(
+            "expected {code} {message:?}, got success"
+        ))),
         Err(e) => {
             let (c, m) = (grpc::err_code(e), grpc::err_message(e));
             if c == code && m == message {
                 Ok(())
             } else {
-                Err(ScenarioError::Check(format!("expected {code} {message:?}, got {c} {m:?}")))
+                Err(ScenarioError::Check(format!(
+                    "expected {code} {message:?}, got {c} {m:?}"
+                )))
             }
         }
     }

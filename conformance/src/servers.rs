@@ -24,9 +24,19 @@ pub enum ServerError {
     #[error("{kind} binary not found at {path}")]
     BinaryMissing { kind: String, path: String },
     #[error("{kind} did not become healthy within {secs}s (member {member}); log tail: {log}")]
-    NotHealthy { kind: String, secs: u64, member: String, log: String },
+    NotHealthy {
+        kind: String,
+        secs: u64,
+        member: String,
+        log: String,
+    },
     #[error("{kind} member {member} exited during startup ({status}); log tail: {log}")]
-    Exited { kind: String, member: String, status: String, log: String },
+    Exited {
+        kind: String,
+        member: String,
+        status: String,
+        log: String,
+    },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -200,7 +210,9 @@ impl Cluster {
                 path: spec.bin.display().to_string(),
             });
         }
-        let dir = tempfile::Builder::new().prefix("ketch-conformance-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("ketch-conformance-")
+            .tempdir()?;
         let configs = member_configs(dir.path(), opts)?;
         let token = format!("conformance-{}", configs[0].client_port);
         let initial_cluster = configs
@@ -208,12 +220,21 @@ impl Cluster {
             .map(|c| format!("{}={}", c.name, c.advertised_peer_url()))
             .collect::<Vec<_>>()
             .join(",");
-        let mut cluster = Cluster { spec: spec.clone(), members: Vec::new(), token, dir };
+        let mut cluster = Cluster {
+            spec: spec.clone(),
+            members: Vec::new(),
+            token,
+            dir,
+        };
         for config in configs {
             let mut args = member_args(&config, &initial_cluster, &cluster.token, "new");
             args.extend(opts.extra_flags.iter().cloned());
             let child = spawn(&spec.bin, &args, &config.log_path)?;
-            cluster.members.push(Member { config, args, child: Some(child) });
+            cluster.members.push(Member {
+                config,
+                args,
+                child: Some(child),
+            });
         }
         Ok(cluster)
     }
@@ -272,7 +293,11 @@ impl Cluster {
     pub fn restart(&mut self, i: usize) -> Result<(), ServerError> {
         let member = &mut self.members[i];
         member.kill();
-        member.child = Some(spawn(&self.spec.bin, &member.args, &member.config.log_path)?);
+        member.child = Some(spawn(
+            &self.spec.bin,
+            &member.args,
+            &member.config.log_path,
+        )?);
         Ok(())
     }
 
@@ -284,7 +309,11 @@ impl Cluster {
     ) -> Result<usize, ServerError> {
         let args = member_args(&config, initial_cluster, &self.token, "existing");
         let child = spawn(&self.spec.bin, &args, &config.log_path)?;
-        self.members.push(Member { config, args, child: Some(child) });
+        self.members.push(Member {
+            config,
+            args,
+            child: Some(child),
+        });
         Ok(self.members.len() - 1)
     }
 
@@ -307,7 +336,11 @@ fn member_configs(dir: &Path, opts: &ClusterOptions) -> Result<Vec<MemberConfig>
     for i in 0..opts.size {
         let name = format!("m{}", i + 1);
         let peer_port = free_port()?;
-        let advertised = if opts.proxied_peers { free_port()? } else { peer_port };
+        let advertised = if opts.proxied_peers {
+            free_port()?
+        } else {
+            peer_port
+        };
         configs.push(MemberConfig {
             client_port: free_port()?,
             peer_port,
@@ -336,7 +369,10 @@ fn member_args(c: &MemberConfig, initial_cluster: &str, token: &str, state: &str
 }
 
 fn spawn(bin: &Path, args: &[String], log_path: &Path) -> Result<Child, ServerError> {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)?;
     let child = Command::new(bin)
         .args(args)
         .stdin(Stdio::null())

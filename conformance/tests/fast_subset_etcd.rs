@@ -14,20 +14,37 @@ fn on_path(name: &str) -> PathBuf {
     std::env::split_paths(&path)
         .map(|d| d.join(name))
         .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{name} not found on PATH (apt-get install etcd-server etcd-client)"))
+        .unwrap_or_else(|| {
+            panic!("{name} not found on PATH (apt-get install etcd-server etcd-client)")
+        })
 }
 
 fn seed() -> u64 {
-    let seed = std::env::var("KETCH_CONFORMANCE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let seed = std::env::var("KETCH_CONFORMANCE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     eprintln!("seed {seed} (KETCH_CONFORMANCE_SEED to reproduce)");
     seed
 }
 
 async fn run_area(area: &str) {
-    let etcd = std::env::var_os("ETCD_BIN").map(PathBuf::from).unwrap_or_else(|| on_path("etcd"));
-    let spec = ServerSpec { kind: ServerKind::Etcd, bin: etcd, ready_timeout: Duration::from_secs(20) };
-    let cfg = RunConfig { etcdctl_bin: on_path("etcdctl"), seed: seed() };
-    let scenarios: Vec<_> = catalogue::select(Some(area), true).into_iter().filter(|s| s.area.name() == area).collect();
+    let etcd = std::env::var_os("ETCD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| on_path("etcd"));
+    let spec = ServerSpec {
+        kind: ServerKind::Etcd,
+        bin: etcd,
+        ready_timeout: Duration::from_secs(20),
+    };
+    let cfg = RunConfig {
+        etcdctl_bin: on_path("etcdctl"),
+        seed: seed(),
+    };
+    let scenarios: Vec<_> = catalogue::select(Some(area), true)
+        .into_iter()
+        .filter(|s| s.area.name() == area)
+        .collect();
     assert!(!scenarios.is_empty(), "no fast scenarios in area {area}");
     let mut failures = Vec::new();
     for s in &scenarios {
@@ -38,7 +55,11 @@ async fn run_area(area: &str) {
             failures.push(format!("{}: {why}", report.name));
         }
     }
-    assert!(failures.is_empty(), "scenarios failed against etcd:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "scenarios failed against etcd:\n{}",
+        failures.join("\n")
+    );
 }
 
 macro_rules! area_tests {

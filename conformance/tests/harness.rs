@@ -13,7 +13,10 @@ use ketch_conformance::runner::{self, RunConfig, Status, Target};
 use ketch_conformance::servers::{ServerKind, ServerSpec};
 
 fn cfg() -> RunConfig {
-    RunConfig { etcdctl_bin: PathBuf::from("etcdctl"), seed: 1 }
+    RunConfig {
+        etcdctl_bin: PathBuf::from("etcdctl"),
+        seed: 1,
+    }
 }
 
 /// A "server" that ignores its flags and never listens.
@@ -29,13 +32,20 @@ fn silent_server(dir: &tempfile::TempDir) -> PathBuf {
 #[tokio::test]
 async fn unhealthy_ketch_fails_cleanly_within_the_ready_timeout() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = ServerSpec { kind: ServerKind::Ketch, bin: silent_server(&dir), ready_timeout: Duration::from_secs(2) };
+    let spec = ServerSpec {
+        kind: ServerKind::Ketch,
+        bin: silent_server(&dir),
+        ready_timeout: Duration::from_secs(2),
+    };
     let scenario = catalogue::select(Some("kv/put-get-basic"), false).remove(0);
     let started = Instant::now();
     let report = runner::run_scenario(&scenario, &[Target::Spawn(spec)], &cfg()).await;
     let elapsed = started.elapsed();
     match &report.outcomes[0].status {
-        Status::Fail(why) => assert!(why.contains("ketch did not become healthy within 2s"), "{why}"),
+        Status::Fail(why) => assert!(
+            why.contains("ketch did not become healthy within 2s"),
+            "{why}"
+        ),
         other => panic!("expected a clean failure, got {other:?}"),
     }
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
@@ -43,11 +53,18 @@ async fn unhealthy_ketch_fails_cleanly_within_the_ready_timeout() {
 
 #[tokio::test]
 async fn missing_binary_is_reported_by_path() {
-    let spec = ServerSpec { kind: ServerKind::Ketch, bin: PathBuf::from("/nonexistent/ketch"), ready_timeout: Duration::from_secs(1) };
+    let spec = ServerSpec {
+        kind: ServerKind::Ketch,
+        bin: PathBuf::from("/nonexistent/ketch"),
+        ready_timeout: Duration::from_secs(1),
+    };
     let scenario = catalogue::select(Some("kv/put-get-basic"), false).remove(0);
     let report = runner::run_scenario(&scenario, &[Target::Spawn(spec)], &cfg()).await;
     match &report.outcomes[0].status {
-        Status::Fail(why) => assert!(why.contains("ketch binary not found at /nonexistent/ketch"), "{why}"),
+        Status::Fail(why) => assert!(
+            why.contains("ketch binary not found at /nonexistent/ketch"),
+            "{why}"
+        ),
         other => panic!("expected a failure, got {other:?}"),
     }
 }
@@ -60,18 +77,40 @@ fn catalogue_has_at_least_100_uniquely_named_scenarios_in_every_area() {
     assert_eq!(names.len(), all.len(), "duplicate scenario names");
     for (area, n) in catalogue::counts(&all) {
         assert!(n > 0, "area {} is empty", area.name());
-        assert!(all.iter().filter(|s| s.area == area).all(|s| s.name.starts_with(area.name())), "names in {} start with the area", area.name());
+        assert!(
+            all.iter()
+                .filter(|s| s.area == area)
+                .all(|s| s.name.starts_with(area.name())),
+            "names in {} start with the area",
+            area.name()
+        );
     }
 }
 
 #[tokio::test]
 async fn both_mode_reports_a_difference_when_one_target_cannot_serve() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let etcd = ServerSpec { kind: ServerKind::Etcd, bin: PathBuf::from("/usr/bin/etcd"), ready_timeout: Duration::from_secs(20) };
-    let ketch = ServerSpec { kind: ServerKind::Ketch, bin: silent_server(&dir), ready_timeout: Duration::from_secs(1) };
+    let etcd = ServerSpec {
+        kind: ServerKind::Etcd,
+        bin: PathBuf::from("/usr/bin/etcd"),
+        ready_timeout: Duration::from_secs(20),
+    };
+    let ketch = ServerSpec {
+        kind: ServerKind::Ketch,
+        bin: silent_server(&dir),
+        ready_timeout: Duration::from_secs(1),
+    };
     let scenario = catalogue::select(Some("kv/put-get-basic"), false).remove(0);
-    let cfg = RunConfig { etcdctl_bin: PathBuf::from("/usr/bin/etcdctl"), seed: 1 };
-    let report = runner::run_scenario(&scenario, &[Target::Spawn(etcd), Target::Spawn(ketch)], &cfg).await;
+    let cfg = RunConfig {
+        etcdctl_bin: PathBuf::from("/usr/bin/etcdctl"),
+        seed: 1,
+    };
+    let report = runner::run_scenario(
+        &scenario,
+        &[Target::Spawn(etcd), Target::Spawn(ketch)],
+        &cfg,
+    )
+    .await;
     assert_eq!(report.outcomes[0].status, Status::Pass);
     assert!(matches!(report.outcomes[1].status, Status::Fail(_)));
     let diff = report.difference.expect("a difference");

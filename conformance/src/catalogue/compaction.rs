@@ -37,7 +37,10 @@ async fn history_compacted(c: &mut Ctx) -> Res<etcd_client::Client> {
         ok(cl.put("k", format!("v{i}"), None).await, "put")?;
     }
     let r = cl.compact(c.r(3), None).await;
-    c.record("compact r3", grpc::result_json(&r, |x| grpc::header_json(x.header())));
+    c.record(
+        "compact r3",
+        grpc::result_json(&r, |x| grpc::header_json(x.header())),
+    );
     ok(r, "compact")?;
     Ok(cl)
 }
@@ -47,24 +50,41 @@ async fn ctl_compact(c: &mut Ctx) -> Res {
         c.ctl_ok(&format!("put k v{i}"), "OK").await?;
     }
     let rev = c.r(2);
-    c.ctl_ok(&format!("compaction {rev}"), &format!("compacted revision {rev}")).await?;
+    c.ctl_ok(
+        &format!("compaction {rev}"),
+        &format!("compacted revision {rev}"),
+    )
+    .await?;
     Ok(())
 }
 
 async fn read_below(c: &mut Ctx) -> Res {
     let mut cl = history_compacted(c).await?;
-    let r = cl.get("k", Some(GetOptions::new().with_revision(c.r(2)))).await;
+    let r = cl
+        .get("k", Some(GetOptions::new().with_revision(c.r(2))))
+        .await;
     c.record("get r2", grpc::result_json(&r, grpc::get_json));
-    expect_grpc_err(&r, "OutOfRange", "etcdserver: mvcc: required revision has been compacted")?;
+    expect_grpc_err(
+        &r,
+        "OutOfRange",
+        "etcdserver: mvcc: required revision has been compacted",
+    )?;
     let rev = c.r(1);
-    c.ctl_err(&format!("get k --rev={rev}"), "etcdserver: mvcc: required revision has been compacted")
-        .await?;
+    c.ctl_err(
+        &format!("get k --rev={rev}"),
+        "etcdserver: mvcc: required revision has been compacted",
+    )
+    .await?;
     Ok(())
 }
 
 async fn read_at(c: &mut Ctx) -> Res {
     let mut cl = history_compacted(c).await?;
-    let r = ok(cl.get("k", Some(GetOptions::new().with_revision(c.r(3)))).await, "get r3")?;
+    let r = ok(
+        cl.get("k", Some(GetOptions::new().with_revision(c.r(3))))
+            .await,
+        "get r3",
+    )?;
     c.record("get r3", grpc::get_json(&r));
     check_eq!(r.kvs()[0].value(), b"v3", "value at the compacted revision");
     Ok(())
@@ -72,7 +92,11 @@ async fn read_at(c: &mut Ctx) -> Res {
 
 async fn read_above(c: &mut Ctx) -> Res {
     let mut cl = history_compacted(c).await?;
-    let r = ok(cl.get("k", Some(GetOptions::new().with_revision(c.r(4)))).await, "get r4")?;
+    let r = ok(
+        cl.get("k", Some(GetOptions::new().with_revision(c.r(4))))
+            .await,
+        "get r4",
+    )?;
     c.record("get r4", grpc::get_json(&r));
     check_eq!(r.kvs()[0].value(), b"v4", "value at r4");
     Ok(())
@@ -82,8 +106,15 @@ async fn compact_again(c: &mut Ctx) -> Res {
     let mut cl = history_compacted(c).await?;
     for rev in [c.r(3), c.r(2)] {
         let r = cl.compact(rev, None).await;
-        c.record("compact again", grpc::result_json(&r, |x| grpc::header_json(x.header())));
-        expect_grpc_err(&r, "OutOfRange", "etcdserver: mvcc: required revision has been compacted")?;
+        c.record(
+            "compact again",
+            grpc::result_json(&r, |x| grpc::header_json(x.header())),
+        );
+        expect_grpc_err(
+            &r,
+            "OutOfRange",
+            "etcdserver: mvcc: required revision has been compacted",
+        )?;
     }
     Ok(())
 }
@@ -92,27 +123,55 @@ async fn compact_future(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
     ok(cl.put("k", "v", None).await, "put")?;
     let r = cl.compact(c.r(100), None).await;
-    c.record("compact future", grpc::result_json(&r, |x| grpc::header_json(x.header())));
-    expect_grpc_err(&r, "OutOfRange", "etcdserver: mvcc: required revision is a future revision")?;
+    c.record(
+        "compact future",
+        grpc::result_json(&r, |x| grpc::header_json(x.header())),
+    );
+    expect_grpc_err(
+        &r,
+        "OutOfRange",
+        "etcdserver: mvcc: required revision is a future revision",
+    )?;
     let rev = c.r(100);
-    c.ctl_err(&format!("compaction {rev}"), "etcdserver: mvcc: required revision is a future revision")
-        .await?;
+    c.ctl_err(
+        &format!("compaction {rev}"),
+        "etcdserver: mvcc: required revision is a future revision",
+    )
+    .await?;
     Ok(())
 }
 
 async fn physical(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
     for i in 1..=50 {
-        ok(cl.put(format!("k{}", i % 5), format!("v{i}"), None).await, "put")?;
+        ok(
+            cl.put(format!("k{}", i % 5), format!("v{i}"), None).await,
+            "put",
+        )?;
     }
     let rev = c.r(40);
-    c.ctl_ok(&format!("compaction --physical {rev}"), &format!("compacted revision {rev}")).await?;
-    let r = cl.compact(c.r(45), Some(CompactionOptions::new().with_physical())).await;
-    c.record("grpc physical", grpc::result_json(&r, |x| grpc::header_json(x.header())));
+    c.ctl_ok(
+        &format!("compaction --physical {rev}"),
+        &format!("compacted revision {rev}"),
+    )
+    .await?;
+    let r = cl
+        .compact(c.r(45), Some(CompactionOptions::new().with_physical()))
+        .await;
+    c.record(
+        "grpc physical",
+        grpc::result_json(&r, |x| grpc::header_json(x.header())),
+    );
     ok(r, "physical compact")?;
-    let r = cl.get("k1", Some(GetOptions::new().with_revision(c.r(44)))).await;
+    let r = cl
+        .get("k1", Some(GetOptions::new().with_revision(c.r(44))))
+        .await;
     c.record("get below", grpc::result_json(&r, grpc::get_json));
-    expect_grpc_err(&r, "OutOfRange", "etcdserver: mvcc: required revision has been compacted")
+    expect_grpc_err(
+        &r,
+        "OutOfRange",
+        "etcdserver: mvcc: required revision has been compacted",
+    )
 }
 
 async fn keeps_latest(c: &mut Ctx) -> Res {
@@ -123,12 +182,19 @@ async fn keeps_latest(c: &mut Ctx) -> Res {
     ok(cl.delete("b", None).await, "del")?;
     ok(cl.put("d", "1", None).await, "put")?;
     ok(cl.compact(c.r(6), None).await, "compact")?;
-    let r = ok(cl.get("a", Some(GetOptions::new().with_range("z"))).await, "get")?;
+    let r = ok(
+        cl.get("a", Some(GetOptions::new().with_range("z"))).await,
+        "get",
+    )?;
     c.record("after compaction", grpc::get_json(&r));
     let keys: Vec<&[u8]> = r.kvs().iter().map(|kv| kv.key()).collect();
     check_eq!(keys, vec![&b"a"[..], b"c", b"d"], "live keys");
     check_eq!(r.kvs()[0].version(), 2, "a's version survives");
-    check_eq!(r.kvs()[0].create_revision(), c.r(1), "a's create revision survives");
+    check_eq!(
+        r.kvs()[0].create_revision(),
+        c.r(1),
+        "a's create revision survives"
+    );
     Ok(())
 }
 
@@ -138,7 +204,11 @@ async fn watch_below(c: &mut Ctx) -> Res {
     let mut stream = ok(cl.watch("k", Some(opts)).await, "watch")?;
     let resps = collect(c, &mut stream, 0, true).await?;
     let canceled = resps.iter().find(|r| r.canceled());
-    check!(canceled.is_some(), "expected a canceled response, got {} responses", resps.len());
+    check!(
+        canceled.is_some(),
+        "expected a canceled response, got {} responses",
+        resps.len()
+    );
     let r = canceled.expect("checked");
     check_eq!(r.compact_revision(), c.r(3), "compact_revision");
     Ok(())
@@ -151,7 +221,11 @@ async fn watch_at(c: &mut Ctx) -> Res {
     let resps = collect(c, &mut stream, 3, false).await?;
     let revs: Vec<i64> = resps
         .iter()
-        .flat_map(|r| r.events().iter().filter_map(|e| e.kv().map(|kv| kv.mod_revision())))
+        .flat_map(|r| {
+            r.events()
+                .iter()
+                .filter_map(|e| e.kv().map(|kv| kv.mod_revision()))
+        })
         .collect();
     check_eq!(revs, vec![c.r(3), c.r(4), c.r(5)], "event revisions");
     Ok(())
@@ -159,11 +233,15 @@ async fn watch_at(c: &mut Ctx) -> Res {
 
 async fn watch_above(c: &mut Ctx) -> Res {
     let mut cl = history_compacted(c).await?;
-    let opts = WatchOptions::new().with_start_revision(c.r(4)).with_prev_key();
+    let opts = WatchOptions::new()
+        .with_start_revision(c.r(4))
+        .with_prev_key();
     let mut stream = ok(cl.watch("k", Some(opts)).await, "watch")?;
     let resps = collect(c, &mut stream, 2, false).await?;
     let first = resps.iter().flat_map(|r| r.events()).next();
-    let prev = first.and_then(|e| e.prev_kv()).map(|kv| kv.value().to_vec());
+    let prev = first
+        .and_then(|e| e.prev_kv())
+        .map(|kv| kv.value().to_vec());
     check_eq!(prev, Some(b"v3".to_vec()), "prev_kv of the first event");
     Ok(())
 }

@@ -36,14 +36,19 @@ pub fn scenarios() -> Vec<Scenario> {
 async fn ctl_json(c: &mut Ctx, line: &str) -> Res<Value> {
     let out = c.ctl(line).await?;
     check!(out.ok(), "etcdctl {line}: {}", out.stderr);
-    serde_json::from_str(&out.stdout).map_err(|e| ScenarioError::Check(format!("{line}: not JSON ({e}): {}", out.stdout)))
+    serde_json::from_str(&out.stdout)
+        .map_err(|e| ScenarioError::Check(format!("{line}: not JSON ({e}): {}", out.stdout)))
 }
 
 /// The field names of `-w fields` output, in order.
 fn field_names(stdout: &str) -> Vec<String> {
     stdout
         .lines()
-        .filter_map(|l| l.strip_prefix('"').and_then(|r| r.split_once('"')).map(|(name, _)| name.to_string()))
+        .filter_map(|l| {
+            l.strip_prefix('"')
+                .and_then(|r| r.split_once('"'))
+                .map(|(name, _)| name.to_string())
+        })
         .collect()
 }
 
@@ -64,14 +69,21 @@ async fn put_json(c: &mut Ctx) -> Res {
     check_eq!(v["header"]["revision"].as_i64(), Some(c.r(1)), "revision");
     check!(v.get("prev_kv").is_none(), "no prev_kv without --prev-kv");
     let v = ctl_json(c, "put foo baz -w json --prev-kv").await?;
-    check_eq!(v["prev_kv"]["value"], Value::from("YmFy"), "prev value base64");
+    check_eq!(
+        v["prev_kv"]["value"],
+        Value::from("YmFy"),
+        "prev value base64"
+    );
     Ok(())
 }
 
 async fn put_fields(c: &mut Ctx) -> Res {
     let (got, out) = ctl_fields(c, "put foo bar -w fields").await?;
     check_eq!(got, names(&HEADER), "fields");
-    check!(out.contains(&format!("\"Revision\" : {}", c.r(1))), "revision line: {out}");
+    check!(
+        out.contains(&format!("\"Revision\" : {}", c.r(1))),
+        "revision line: {out}"
+    );
     Ok(())
 }
 
@@ -83,7 +95,10 @@ async fn get_json(c: &mut Ctx) -> Res {
     check_eq!(v["count"].as_i64(), Some(1), "count");
     check!(v["kvs"][0].get("lease").is_none(), "lease 0 is omitted");
     let v = ctl_json(c, "get nope -w json").await?;
-    check!(v.get("kvs").is_none() && v.get("count").is_none(), "empty result omits kvs and count: {v}");
+    check!(
+        v.get("kvs").is_none() && v.get("count").is_none(),
+        "empty result omits kvs and count: {v}"
+    );
     Ok(())
 }
 
@@ -91,20 +106,31 @@ async fn get_fields(c: &mut Ctx) -> Res {
     c.ctl_ok("put foo bar", "OK").await?;
     let (got, _) = ctl_fields(c, "get foo -w fields").await?;
     let mut want = names(&HEADER);
-    want.extend(names(&["Key", "CreateRevision", "ModRevision", "Version", "Value", "Lease", "More", "Count"]));
+    want.extend(names(&[
+        "Key",
+        "CreateRevision",
+        "ModRevision",
+        "Version",
+        "Value",
+        "Lease",
+        "More",
+        "Count",
+    ]));
     check_eq!(got, want, "fields");
     Ok(())
 }
 
 async fn get_table(c: &mut Ctx) -> Res {
     c.ctl_ok("put foo bar", "OK").await?;
-    c.ctl_err("get foo -w table", "table not supported as output format").await?;
+    c.ctl_err("get foo -w table", "table not supported as output format")
+        .await?;
     Ok(())
 }
 
 async fn get_hex(c: &mut Ctx) -> Res {
     c.ctl_ok("put foo bar", "OK").await?;
-    c.ctl_ok("get foo --hex", "\\x66\\x6f\\x6f\n\\x62\\x61\\x72").await?;
+    c.ctl_ok("get foo --hex", "\\x66\\x6f\\x6f\n\\x62\\x61\\x72")
+        .await?;
     Ok(())
 }
 
@@ -119,7 +145,9 @@ async fn del_fields(c: &mut Ctx) -> Res {
 }
 
 async fn txn_fields(c: &mut Ctx) -> Res {
-    let out = c.ctl_at(0, "txn -w fields", Some("\nput a 1\n\n\n")).await?;
+    let out = c
+        .ctl_at(0, "txn -w fields", Some("\nput a 1\n\n\n"))
+        .await?;
     check!(out.ok(), "txn: {}", out.stderr);
     let got = field_names(&out.stdout);
     let mut want = names(&HEADER);
@@ -140,9 +168,21 @@ async fn lease_grant_fields(c: &mut Ctx) -> Res {
 
 async fn lease_ttl_json(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
-    let id = crate::scenario::ok(cl.lease_grant(100, Some(etcd_client::LeaseGrantOptions::new().with_id(0x42))).await, "grant")?.id();
+    let id = crate::scenario::ok(
+        cl.lease_grant(
+            100,
+            Some(etcd_client::LeaseGrantOptions::new().with_id(0x42)),
+        )
+        .await,
+        "grant",
+    )?
+    .id();
     let v = ctl_json(c, &format!("lease timetolive {id:x} -w json")).await?;
-    check_eq!((v["id"].as_i64(), v["granted-ttl"].as_i64()), (Some(0x42), Some(100)), "(id, granted-ttl)");
+    check_eq!(
+        (v["id"].as_i64(), v["granted-ttl"].as_i64()),
+        (Some(0x42), Some(100)),
+        "(id, granted-ttl)"
+    );
     Ok(())
 }
 
@@ -151,18 +191,31 @@ async fn member_list_json(c: &mut Ctx) -> Res {
     let members = v["members"].as_array().cloned().unwrap_or_default();
     check_eq!(members.len(), 1, "members");
     check_eq!(members[0]["name"], Value::from("m1"), "name");
-    check_eq!(members[0]["clientURLs"], Value::from(vec![c.endpoints[0].clone()]), "client URLs");
+    check_eq!(
+        members[0]["clientURLs"],
+        Value::from(vec![c.endpoints[0].clone()]),
+        "client URLs"
+    );
     Ok(())
 }
 
 async fn endpoint_status_table(c: &mut Ctx) -> Res {
     let out = c.ctl("endpoint status -w table").await?;
     let header = "|    ENDPOINT     |        ID        | VERSION | DB SIZE | IS LEADER | IS LEARNER | RAFT TERM | RAFT INDEX | RAFT APPLIED INDEX | ERRORS |";
-    let cols = |l: &str| l.split('|').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>();
+    let cols = |l: &str| {
+        l.split('|')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
     let got = out.stdout.lines().nth(1).map(cols).unwrap_or_default();
     check_eq!(got, cols(header), "table columns");
     let row = out.stdout.lines().nth(3).map(cols).unwrap_or_default();
-    check!(row.get(4).map(String::as_str) == Some("true"), "single member is leader: {row:?}");
+    check!(
+        row.get(4).map(String::as_str) == Some("true"),
+        "single member is leader: {row:?}"
+    );
     Ok(())
 }
 
@@ -170,7 +223,11 @@ async fn endpoint_hashkv_json(c: &mut Ctx) -> Res {
     c.ctl_ok("put foo bar", "OK").await?;
     let v = ctl_json(c, "endpoint hashkv -w json").await?;
     check!(v[0]["HashKV"]["hash"].is_u64(), "hash: {v}");
-    check_eq!(v[0]["HashKV"]["header"]["revision"].as_i64(), Some(c.r(1)), "revision");
+    check_eq!(
+        v[0]["HashKV"]["header"]["revision"].as_i64(),
+        Some(c.r(1)),
+        "revision"
+    );
     Ok(())
 }
 
@@ -178,7 +235,11 @@ async fn compaction_json(c: &mut Ctx) -> Res {
     c.ctl_ok("put foo bar", "OK").await?;
     c.ctl_ok("put foo baz", "OK").await?;
     let rev = c.r(1);
-    c.ctl_ok(&format!("compaction {rev} -w json"), &format!("compacted revision {rev}")).await?;
+    c.ctl_ok(
+        &format!("compaction {rev} -w json"),
+        &format!("compacted revision {rev}"),
+    )
+    .await?;
     Ok(())
 }
 
@@ -187,7 +248,11 @@ async fn get_limit_json(c: &mut Ctx) -> Res {
         c.ctl_ok(&format!("put {k} 1"), "OK").await?;
     }
     let v = ctl_json(c, "get a z --limit=2 -w json").await?;
-    check_eq!((v["more"].as_bool(), v["count"].as_i64()), (Some(true), Some(3)), "(more, count)");
+    check_eq!(
+        (v["more"].as_bool(), v["count"].as_i64()),
+        (Some(true), Some(3)),
+        "(more, count)"
+    );
     check_eq!(v["kvs"].as_array().map(Vec::len), Some(2), "kvs");
     Ok(())
 }

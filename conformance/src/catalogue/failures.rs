@@ -63,8 +63,14 @@ fn elapsed_ms(since: Instant) -> u64 {
 }
 
 /// A client to member `i` whose requests give up after `timeout`.
-async fn client_with_timeout(c: &Ctx, i: usize, timeout: Duration) -> Result<Client, etcd_client::Error> {
-    let opts = etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_secs(1)).with_timeout(timeout);
+async fn client_with_timeout(
+    c: &Ctx,
+    i: usize,
+    timeout: Duration,
+) -> Result<Client, etcd_client::Error> {
+    let opts = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(1))
+        .with_timeout(timeout);
     Client::connect([c.endpoints[i].as_str()], Some(opts)).await
 }
 
@@ -80,7 +86,10 @@ async fn write_until_ok(c: &Ctx, members: &[usize], key: &str, wait: Duration) -
             }
         }
         if start.elapsed() > wait {
-            return Err(ScenarioError::Check(format!("no write succeeded within {}s", wait.as_secs())));
+            return Err(ScenarioError::Check(format!(
+                "no write succeeded within {}s",
+                wait.as_secs()
+            )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -91,13 +100,21 @@ async fn wait_caught_up(c: &Ctx, i: usize, key: &str, value: &str) -> Res<Durati
     let start = Instant::now();
     loop {
         if let Ok(mut cl) = client_with_timeout(c, i, Duration::from_secs(1)).await
-            && let Ok(r) = cl.get(key, Some(GetOptions::new().with_serializable())).await
-            && r.kvs().first().is_some_and(|kv| kv.value() == value.as_bytes())
+            && let Ok(r) = cl
+                .get(key, Some(GetOptions::new().with_serializable()))
+                .await
+            && r.kvs()
+                .first()
+                .is_some_and(|kv| kv.value() == value.as_bytes())
         {
             return Ok(start.elapsed());
         }
         if start.elapsed() > CATCH_UP_WAIT {
-            return Err(ScenarioError::Check(format!("member {} did not catch up within {}s", i + 1, CATCH_UP_WAIT.as_secs())));
+            return Err(ScenarioError::Check(format!(
+                "member {} did not catch up within {}s",
+                i + 1,
+                CATCH_UP_WAIT.as_secs()
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -115,9 +132,15 @@ async fn kill_follower(c: &mut Ctx) -> Res {
     for i in others(victim) {
         let mut cl = c.client_at(i).await?;
         let r = cl.put(format!("k{i}"), "v", None).await;
-        c.record(format!("put via survivor {}", i - usize::from(i > victim)), grpc::result_json(&r, |_| json!("ok")));
+        c.record(
+            format!("put via survivor {}", i - usize::from(i > victim)),
+            grpc::result_json(&r, |_| json!("ok")),
+        );
         ok(r, "put via a survivor")?;
-        let r = ok(cl.get("k", Some(GetOptions::new().with_prefix())).await, "get")?;
+        let r = ok(
+            cl.get("k", Some(GetOptions::new().with_prefix())).await,
+            "get",
+        )?;
         check!(r.count() >= 1, "read via a survivor");
     }
     Ok(())
@@ -134,9 +157,16 @@ async fn dead_endpoint(c: &mut Ctx) -> Res {
     c.record("request to the dead member", json!({"failed": r.is_err()}));
     check!(r.is_err(), "a request to a killed member must fail");
     let endpoint = c.endpoints[victim].clone();
-    let args: Vec<String> = ["--dial-timeout=1s", "--command-timeout=2s", "get", "k"].iter().map(|s| s.to_string()).collect();
+    let args: Vec<String> = ["--dial-timeout=1s", "--command-timeout=2s", "get", "k"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let out = c.ctl_args(&endpoint, &args, None).await?;
-    check!(out.code == Some(1) && out.stderr.contains("context deadline exceeded"), "etcdctl against a dead member: {:?}", out.stderr);
+    check!(
+        out.code == Some(1) && out.stderr.contains("context deadline exceeded"),
+        "etcdctl against a dead member: {:?}",
+        out.stderr
+    );
     Ok(())
 }
 
@@ -145,14 +175,24 @@ async fn restart_catch_up(c: &mut Ctx) -> Res {
     c.cluster()?.members[victim].kill();
     let mut cl = c.client_at((victim + 1) % 3).await?;
     for i in 0..200 {
-        ok(cl.put(format!("k{i:03}"), format!("{i}"), None).await, "put while down")?;
+        ok(
+            cl.put(format!("k{i:03}"), format!("{i}"), None).await,
+            "put while down",
+        )?;
     }
     let cluster = c.cluster()?;
     cluster.restart(victim)?;
-    cluster.wait_healthy(victim, CATCH_UP_WAIT).await.map_err(|e| ScenarioError::Check(e.to_string()))?;
+    cluster
+        .wait_healthy(victim, CATCH_UP_WAIT)
+        .await
+        .map_err(|e| ScenarioError::Check(e.to_string()))?;
     wait_caught_up(c, victim, "k199", "199").await?;
     let mut m = c.client_at(victim).await?;
-    let r = ok(m.get("k", Some(GetOptions::new().with_prefix().with_count_only())).await, "count on restarted")?;
+    let r = ok(
+        m.get("k", Some(GetOptions::new().with_prefix().with_count_only()))
+            .await,
+        "count on restarted",
+    )?;
     c.record("restarted member count", json!(r.count()));
     check_eq!(r.count(), 200, "keys on the restarted member");
     Ok(())
@@ -162,7 +202,10 @@ async fn kill_leader(c: &mut Ctx) -> Res {
     let leader = leader_index(c).await?;
     c.cluster()?.members[leader].kill();
     let took = write_until_ok(c, &others(leader), "after-kill", LEADER_LOSS_WRITE_WAIT).await?;
-    c.record("time to next write", json!({"elapsed_ms": took.as_millis() as u64}));
+    c.record(
+        "time to next write",
+        json!({"elapsed_ms": took.as_millis() as u64}),
+    );
     eprintln!("  kill-leader: first write after {} ms", took.as_millis());
     let new_leader = leader_index(c).await?;
     check!(new_leader != leader, "a new leader among the survivors");
@@ -178,22 +221,42 @@ async fn lose_quorum(c: &mut Ctx) -> Res {
     for i in others(survivor) {
         c.cluster()?.members[i].kill();
     }
-    let mut short = client_with_timeout(c, survivor, Duration::from_secs(8)).await.map_err(|e| ScenarioError::Check(e.to_string()))?;
+    let mut short = client_with_timeout(c, survivor, Duration::from_secs(8))
+        .await
+        .map_err(|e| ScenarioError::Check(e.to_string()))?;
     let start = Instant::now();
     let w = short.put("k", "after", None).await;
-    c.record("write without quorum", json!({"error": w.as_ref().err().map(grpc::err_json), "elapsed_ms": elapsed_ms(start)}));
+    c.record(
+        "write without quorum",
+        json!({"error": w.as_ref().err().map(grpc::err_json), "elapsed_ms": elapsed_ms(start)}),
+    );
     check!(w.is_err(), "a write without quorum must fail");
     let start = Instant::now();
     let r = short.get("k", None).await;
-    c.record("linearizable read without quorum", json!({"error": r.as_ref().err().map(grpc::err_json), "elapsed_ms": elapsed_ms(start)}));
+    c.record(
+        "linearizable read without quorum",
+        json!({"error": r.as_ref().err().map(grpc::err_json), "elapsed_ms": elapsed_ms(start)}),
+    );
     check!(r.is_err(), "a linearizable read without quorum must fail");
-    let r = ok(short.get("k", Some(GetOptions::new().with_serializable())).await, "serializable read")?;
+    let r = ok(
+        short
+            .get("k", Some(GetOptions::new().with_serializable()))
+            .await,
+        "serializable read",
+    )?;
     c.record("serializable read", grpc::get_json(&r));
-    check_eq!(r.kvs().first().map(|kv| kv.value().to_vec()), Some(b"before".to_vec()), "serializable value");
+    check_eq!(
+        r.kvs().first().map(|kv| kv.value().to_vec()),
+        Some(b"before".to_vec()),
+        "serializable value"
+    );
     let back = (survivor + 1) % 3;
     c.cluster()?.restart(back)?;
     let took = write_until_ok(c, &[survivor, back], "quorum-back", CATCH_UP_WAIT).await?;
-    c.record("write after quorum returns", json!({"elapsed_ms": took.as_millis() as u64}));
+    c.record(
+        "write after quorum returns",
+        json!({"elapsed_ms": took.as_millis() as u64}),
+    );
     Ok(())
 }
 
@@ -202,7 +265,10 @@ async fn stop_and_resume(c: &mut Ctx, victim: usize) -> Res {
     let took = write_until_ok(c, &others(victim), "during-stop", LEADER_LOSS_WRITE_WAIT).await;
     c.cluster()?.members[victim].signal(Signal::SIGCONT)?;
     let took = took?;
-    c.record("write while stopped", json!({"elapsed_ms": took.as_millis() as u64}));
+    c.record(
+        "write while stopped",
+        json!({"elapsed_ms": took.as_millis() as u64}),
+    );
     wait_caught_up(c, victim, "during-stop", "v").await?;
     Ok(())
 }
@@ -245,31 +311,61 @@ async fn lagging_snapshot(c: &mut Ctx) -> Res {
     c.record("writes while down", json!(LAG_WRITES));
     let cluster = c.cluster()?;
     cluster.restart(victim)?;
-    cluster.wait_healthy(victim, CATCH_UP_WAIT).await.map_err(|e| ScenarioError::Check(e.to_string()))?;
+    cluster
+        .wait_healthy(victim, CATCH_UP_WAIT)
+        .await
+        .map_err(|e| ScenarioError::Check(e.to_string()))?;
     let last = format!("lag/{:05}", LAG_WRITES - 1);
     wait_caught_up(c, victim, &last, &(LAG_WRITES - 1).to_string()).await?;
     let mut m = c.client_at(victim).await?;
-    let r = ok(m.get("lag/", Some(GetOptions::new().with_prefix().with_count_only().with_serializable())).await, "count")?;
+    let r = ok(
+        m.get(
+            "lag/",
+            Some(
+                GetOptions::new()
+                    .with_prefix()
+                    .with_count_only()
+                    .with_serializable(),
+            ),
+        )
+        .await,
+        "count",
+    )?;
     c.record("lagging member count", json!(r.count()));
     check_eq!(r.count(), LAG_WRITES as i64, "keys on the lagging member");
     let rev = r.header().map(|h| h.revision()).unwrap_or(0);
     let h1 = ok(m.hash_kv(rev).await, "hashkv lagging")?.hash();
-    let h2 = ok(c.client_at(writer).await?.hash_kv(rev).await, "hashkv writer")?.hash();
+    let h2 = ok(
+        c.client_at(writer).await?.hash_kv(rev).await,
+        "hashkv writer",
+    )?
+    .hash();
     check_eq!(h1, h2, "hashkv of the caught-up member");
     Ok(())
 }
 
 fn proxies(c: &Ctx) -> Res<&crate::faults::PeerProxies> {
-    c.proxies.as_ref().ok_or_else(|| ScenarioError::Skip("needs peer proxies started by the suite".into()))
+    c.proxies
+        .as_ref()
+        .ok_or_else(|| ScenarioError::Skip("needs peer proxies started by the suite".into()))
 }
 
 async fn partition_leader(c: &mut Ctx) -> Res {
     let leader = leader_index(c).await?;
     proxies(c)?.set(leader, Fault::Blackhole);
-    let took = write_until_ok(c, &others(leader), "during-partition", LEADER_LOSS_WRITE_WAIT).await;
+    let took = write_until_ok(
+        c,
+        &others(leader),
+        "during-partition",
+        LEADER_LOSS_WRITE_WAIT,
+    )
+    .await;
     proxies(c)?.set(leader, Fault::None);
     let took = took?;
-    c.record("write during partition", json!({"elapsed_ms": took.as_millis() as u64}));
+    c.record(
+        "write during partition",
+        json!({"elapsed_ms": took.as_millis() as u64}),
+    );
     wait_caught_up(c, leader, "during-partition", "v").await?;
     Ok(())
 }
@@ -280,13 +376,18 @@ async fn partition_all(c: &mut Ctx) -> Res {
     proxies(c)?.set_all(Fault::Blackhole);
     // Let the leader notice it lost its followers.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut short = client_with_timeout(c, 0, Duration::from_secs(5)).await.map_err(|e| ScenarioError::Check(e.to_string()))?;
+    let mut short = client_with_timeout(c, 0, Duration::from_secs(5))
+        .await
+        .map_err(|e| ScenarioError::Check(e.to_string()))?;
     let w = short.put("k", "during", None).await;
     c.record("write while partitioned", json!({"failed": w.is_err()}));
     proxies(c)?.set_all(Fault::None);
     check!(w.is_err(), "a write with every peer link cut must fail");
     let took = write_until_ok(c, &[0, 1, 2], "healed", CATCH_UP_WAIT).await?;
-    c.record("write after heal", json!({"elapsed_ms": took.as_millis() as u64}));
+    c.record(
+        "write after heal",
+        json!({"elapsed_ms": took.as_millis() as u64}),
+    );
     Ok(())
 }
 
@@ -296,12 +397,21 @@ async fn peer_delay(c: &mut Ctx) -> Res {
     let mut cl = c.client_at(leader).await?;
     let start = Instant::now();
     for i in 0..5 {
-        ok(cl.put(format!("k{i}"), "v", None).await, "put with delayed peers")?;
+        ok(
+            cl.put(format!("k{i}"), "v", None).await,
+            "put with delayed peers",
+        )?;
     }
     let per_write = start.elapsed() / 5;
     proxies(c)?.set_all(Fault::None);
-    c.record("delayed writes", json!({"elapsed_ms": per_write.as_millis() as u64}));
-    check!(per_write >= Duration::from_millis(90), "a write waits for a delayed follower: {per_write:?}");
+    c.record(
+        "delayed writes",
+        json!({"elapsed_ms": per_write.as_millis() as u64}),
+    );
+    check!(
+        per_write >= Duration::from_millis(90),
+        "a write waits for a delayed follower: {per_write:?}"
+    );
     Ok(())
 }
 
@@ -310,7 +420,10 @@ async fn peer_drops(c: &mut Ctx) -> Res {
     proxies(c)?.set(victim, Fault::Drop(0.5));
     let mut cl = c.client_at((victim + 1) % 3).await?;
     for i in 0..20 {
-        ok(cl.put(format!("k{i}"), "v", None).await, "put with dropping peer links")?;
+        ok(
+            cl.put(format!("k{i}"), "v", None).await,
+            "put with dropping peer links",
+        )?;
     }
     proxies(c)?.set(victim, Fault::None);
     wait_caught_up(c, victim, "k19", "v").await?;
@@ -325,17 +438,35 @@ where
 {
     let origin = Instant::now();
     let clients: Vec<WorkloadClient> = (0..5u32)
-        .map(|i| WorkloadClient { id: i, endpoint: c.endpoints[i as usize % 3].clone(), seed: c.seed.wrapping_mul(31).wrapping_add(u64::from(i)) })
+        .map(|i| WorkloadClient {
+            id: i,
+            endpoint: c.endpoints[i as usize % 3].clone(),
+            seed: c.seed.wrapping_mul(31).wrapping_add(u64::from(i)),
+        })
         .collect();
     let workload = spawn_workload(clients, origin, WORKLOAD_DURATION);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let fault_result = fault(c).await;
-    let ops = workload.await.map_err(|e| ScenarioError::Check(e.to_string()))?;
+    let ops = workload
+        .await
+        .map_err(|e| ScenarioError::Check(e.to_string()))?;
     fault_result?;
-    let (okays, unknown) = (ops.iter().filter(|o| matches!(o.output, crate::checker::linearizability::OpOutput::Ok(_))).count(), ops.iter().filter(|o| o.return_ns.is_none()).count());
-    eprintln!("  history: {} operations, {okays} ok, {unknown} unknown (seed {})", ops.len(), c.seed);
+    let (okays, unknown) = (
+        ops.iter()
+            .filter(|o| matches!(o.output, crate::checker::linearizability::OpOutput::Ok(_)))
+            .count(),
+        ops.iter().filter(|o| o.return_ns.is_none()).count(),
+    );
+    eprintln!(
+        "  history: {} operations, {okays} ok, {unknown} unknown (seed {})",
+        ops.len(),
+        c.seed
+    );
     c.record("history size", json!({"nonempty": okays > 10}));
-    check!(okays > 10, "the workload made too little progress ({okays} ok operations)");
+    check!(
+        okays > 10,
+        "the workload made too little progress ({okays} ok operations)"
+    );
     let verdict = check_history(&History::new(ops), Limits::default());
     c.record("linearizability", json!(verdict.is_linearizable()));
     match verdict {
@@ -401,12 +532,39 @@ async fn watch_across_kill(c: &mut Ctx) -> Res {
     writes += 1;
     let resps = collect(c, &mut stream, writes, false).await?;
     let record = to_record("survivor", "w/", Some("w0"), start, true, &resps);
-    let mut full = ok(cl.watch("w/", Some(WatchOptions::new().with_prefix().with_prev_key().with_start_revision(start))).await, "full watch")?;
+    let mut full = ok(
+        cl.watch(
+            "w/",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_prev_key()
+                    .with_start_revision(start),
+            ),
+        )
+        .await,
+        "full watch",
+    )?;
     let truth_resps = collect(c, &mut full, writes, false).await?;
     let truth_record = to_record("truth", "w/", Some("w0"), start, true, &truth_resps);
-    let truth = wcheck::GroundTruth::new(start, truth_record.responses.iter().flat_map(|r| r.events.clone()).collect());
+    let truth = wcheck::GroundTruth::new(
+        start,
+        truth_record
+            .responses
+            .iter()
+            .flat_map(|r| r.events.clone())
+            .collect(),
+    );
     let violations = wcheck::check_watch(Some(&truth), &[record]);
-    c.record("watch checker", json!(violations.iter().map(ToString::to_string).collect::<Vec<_>>()));
+    c.record(
+        "watch checker",
+        json!(
+            violations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        ),
+    );
     check!(violations.is_empty(), "watch violations: {violations:?}");
     Ok(())
 }

@@ -37,14 +37,23 @@ async fn post(c: &mut Ctx, path: &str, body: Value) -> Res<(u16, Value)> {
 }
 
 async fn put_range(c: &mut Ctx) -> Res {
-    let (s, _) = post(c, "/v3/kv/put", json!({"key": b64("foo"), "value": b64("bar")})).await?;
+    let (s, _) = post(
+        c,
+        "/v3/kv/put",
+        json!({"key": b64("foo"), "value": b64("bar")}),
+    )
+    .await?;
     check_eq!(s, 200, "put status");
     let (s, v) = post(c, "/v3/kv/range", json!({"key": b64("foo")})).await?;
     check_eq!(s, 200, "range status");
     check_eq!(v["count"], json!("1"), "count is a string");
     check_eq!(v["kvs"][0]["value"], json!(b64("bar")), "value is base64");
     check_eq!(v["kvs"][0]["version"], json!("1"), "version");
-    check_eq!(v["header"]["revision"], json!(c.r(1).to_string()), "revision");
+    check_eq!(
+        v["header"]["revision"],
+        json!(c.r(1).to_string()),
+        "revision"
+    );
     Ok(())
 }
 
@@ -52,7 +61,12 @@ async fn deleterange(c: &mut Ctx) -> Res {
     for k in ["a", "b"] {
         post(c, "/v3/kv/put", json!({"key": b64(k), "value": b64("1")})).await?;
     }
-    let (s, v) = post(c, "/v3/kv/deleterange", json!({"key": b64("a"), "range_end": b64("c"), "prev_kv": true})).await?;
+    let (s, v) = post(
+        c,
+        "/v3/kv/deleterange",
+        json!({"key": b64("a"), "range_end": b64("c"), "prev_kv": true}),
+    )
+    .await?;
     check_eq!(s, 200, "status");
     check_eq!(v["deleted"], json!("2"), "deleted");
     check_eq!(v["prev_kvs"].as_array().map(Vec::len), Some(2), "prev_kvs");
@@ -70,7 +84,11 @@ async fn txn(c: &mut Ctx) -> Res {
     check_eq!(s, 200, "status");
     check_eq!(v["succeeded"], json!(true), "succeeded");
     let (_, v) = post(c, "/v3/kv/range", json!({"key": b64("k")})).await?;
-    check_eq!(unb64(v["kvs"][0]["value"].as_str().unwrap_or("")), b"w".to_vec(), "value after txn");
+    check_eq!(
+        unb64(v["kvs"][0]["value"].as_str().unwrap_or("")),
+        b"w".to_vec(),
+        "value after txn"
+    );
     Ok(())
 }
 
@@ -78,13 +96,25 @@ async fn lease(c: &mut Ctx) -> Res {
     let (s, v) = post(c, "/v3/lease/grant", json!({"TTL": "60"})).await?;
     check_eq!((s, v["TTL"].clone()), (200, json!("60")), "grant");
     let id = v["ID"].as_str().unwrap_or("0").to_string();
-    post(c, "/v3/kv/put", json!({"key": b64("k"), "value": b64("v"), "lease": id})).await?;
+    post(
+        c,
+        "/v3/kv/put",
+        json!({"key": b64("k"), "value": b64("v"), "lease": id}),
+    )
+    .await?;
     let (s, v) = post(c, "/v3/lease/timetolive", json!({"ID": id, "keys": true})).await?;
-    check_eq!((s, v["keys"].clone()), (200, json!([b64("k")])), "timetolive keys");
+    check_eq!(
+        (s, v["keys"].clone()),
+        (200, json!([b64("k")])),
+        "timetolive keys"
+    );
     let (s, _) = post(c, "/v3/lease/revoke", json!({"ID": id})).await?;
     check_eq!(s, 200, "revoke");
     let (_, v) = post(c, "/v3/kv/range", json!({"key": b64("k")})).await?;
-    check!(v.get("kvs").is_none() && v.get("count").is_none(), "key gone after revoke: {v}");
+    check!(
+        v.get("kvs").is_none() && v.get("count").is_none(),
+        "key gone after revoke: {v}"
+    );
     Ok(())
 }
 
@@ -92,11 +122,29 @@ async fn compaction(c: &mut Ctx) -> Res {
     for v in ["1", "2", "3"] {
         post(c, "/v3/kv/put", json!({"key": b64("k"), "value": b64(v)})).await?;
     }
-    let (s, _) = post(c, "/v3/kv/compaction", json!({"revision": c.r(2).to_string()})).await?;
+    let (s, _) = post(
+        c,
+        "/v3/kv/compaction",
+        json!({"revision": c.r(2).to_string()}),
+    )
+    .await?;
     check_eq!(s, 200, "compaction");
-    let (s, v) = post(c, "/v3/kv/range", json!({"key": b64("k"), "revision": c.r(1).to_string()})).await?;
-    check_eq!((s, v["code"].clone()), (400, json!(11)), "read below compaction");
-    check_eq!(v["error"], json!("etcdserver: mvcc: required revision has been compacted"), "error");
+    let (s, v) = post(
+        c,
+        "/v3/kv/range",
+        json!({"key": b64("k"), "revision": c.r(1).to_string()}),
+    )
+    .await?;
+    check_eq!(
+        (s, v["code"].clone()),
+        (400, json!(11)),
+        "read below compaction"
+    );
+    check_eq!(
+        v["error"],
+        json!("etcdserver: mvcc: required revision has been compacted"),
+        "error"
+    );
     Ok(())
 }
 
@@ -111,14 +159,21 @@ async fn member_list(c: &mut Ctx) -> Res {
 async fn maintenance_status(c: &mut Ctx) -> Res {
     let (s, v) = post(c, "/v3/maintenance/status", json!({})).await?;
     check_eq!(s, 200, "status");
-    check!(v["version"].is_string() && v["leader"].is_string() && v["dbSize"].is_string(), "status fields: {v}");
+    check!(
+        v["version"].is_string() && v["leader"].is_string() && v["dbSize"].is_string(),
+        "status fields: {v}"
+    );
     Ok(())
 }
 
 async fn malformed_json(c: &mut Ctx) -> Res {
     let r = c.http("POST", "/v3/kv/range", Some("{\"key\":")).await?;
     check_eq!(r.status, 400, "status");
-    check_eq!(r.json(), json!({"error": "unexpected EOF", "message": "unexpected EOF", "code": 3}), "body");
+    check_eq!(
+        r.json(),
+        json!({"error": "unexpected EOF", "message": "unexpected EOF", "code": 3}),
+        "body"
+    );
     Ok(())
 }
 
@@ -130,7 +185,11 @@ async fn bad_base64(c: &mut Ctx) -> Res {
 
 async fn wrong_method(c: &mut Ctx) -> Res {
     let r = c.http("GET", "/v3/kv/range", None).await?;
-    check_eq!((r.status, r.body.trim()), (405, "Method Not Allowed"), "GET /v3/kv/range");
+    check_eq!(
+        (r.status, r.body.trim()),
+        (405, "Method Not Allowed"),
+        "GET /v3/kv/range"
+    );
     let r = c.http("PUT", "/v3/kv/put", Some("{}")).await?;
     check_eq!(r.status, 405, "PUT /v3/kv/put");
     Ok(())
@@ -138,7 +197,11 @@ async fn wrong_method(c: &mut Ctx) -> Res {
 
 async fn unknown_path(c: &mut Ctx) -> Res {
     let r = c.http("POST", "/v3/nope", Some("{}")).await?;
-    check_eq!((r.status, r.body.trim()), (404, "Not Found"), "unknown path");
+    check_eq!(
+        (r.status, r.body.trim()),
+        (404, "Not Found"),
+        "unknown path"
+    );
     Ok(())
 }
 
@@ -152,6 +215,10 @@ async fn empty_key_error(c: &mut Ctx) -> Res {
 async fn unknown_field(c: &mut Ctx) -> Res {
     post(c, "/v3/kv/put", json!({"key": b64("k"), "value": b64("v")})).await?;
     let (s, v) = post(c, "/v3/kv/range", json!({"key": b64("k"), "wat": 1})).await?;
-    check_eq!((s, v["count"].clone()), (200, json!("1")), "unknown field ignored");
+    check_eq!(
+        (s, v["count"].clone()),
+        (200, json!("1")),
+        "unknown field ignored"
+    );
     Ok(())
 }

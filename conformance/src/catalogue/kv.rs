@@ -71,9 +71,17 @@ async fn put_prev_kv(c: &mut Ctx) -> Res {
     c.ctl_ok("put foo bar --prev-kv", "OK").await?;
     c.ctl_ok("put foo bar2 --prev-kv", "OK\nfoo\nbar").await?;
     let mut cl = c.client().await?;
-    let r = ok(cl.put("foo", "bar3", Some(PutOptions::new().with_prev_key())).await, "put")?;
+    let r = ok(
+        cl.put("foo", "bar3", Some(PutOptions::new().with_prev_key()))
+            .await,
+        "put",
+    )?;
     c.record("grpc put prev_kv", grpc::put_json(&r));
-    check_eq!(r.prev_key().map(|kv| kv.value().to_vec()), Some(b"bar2".to_vec()), "prev value");
+    check_eq!(
+        r.prev_key().map(|kv| kv.value().to_vec()),
+        Some(b"bar2".to_vec()),
+        "prev value"
+    );
     Ok(())
 }
 
@@ -81,31 +89,49 @@ async fn put_ignore_value(c: &mut Ctx) -> Res {
     c.ctl_ok("put k v", "OK").await?;
     c.ctl_ok("put k --ignore-value", "OK").await?;
     c.ctl_ok("get k", "k\nv").await?;
-    c.ctl_err("put nokey --ignore-value", "etcdserver: key not found").await?;
+    c.ctl_err("put nokey --ignore-value", "etcdserver: key not found")
+        .await?;
     let mut cl = c.client().await?;
-    let r = cl.put("nokey", "", Some(PutOptions::new().with_ignore_value())).await;
-    c.record("grpc ignore_value missing", grpc::result_json(&r, grpc::put_json));
+    let r = cl
+        .put("nokey", "", Some(PutOptions::new().with_ignore_value()))
+        .await;
+    c.record(
+        "grpc ignore_value missing",
+        grpc::result_json(&r, grpc::put_json),
+    );
     expect_grpc_err(&r, "InvalidArgument", "etcdserver: key not found")
 }
 
 async fn put_lease_ignore_lease(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
     let lease = ok(cl.lease_grant(100, None).await, "lease grant")?.id();
-    c.ctl_ok(&format!("put k v --lease={lease:x}"), "OK").await?;
+    c.ctl_ok(&format!("put k v --lease={lease:x}"), "OK")
+        .await?;
     c.ctl_ok("put k v2 --ignore-lease", "OK").await?;
     let r = ok(cl.get("k", None).await, "get")?;
     c.record("get", grpc::get_json(&r));
     check_eq!(r.kvs()[0].lease(), lease, "lease kept");
     check_eq!(r.kvs()[0].value(), b"v2", "value");
-    let r = cl.put("k2", "v", Some(PutOptions::new().with_ignore_lease())).await;
-    c.record("ignore_lease missing", grpc::result_json(&r, grpc::put_json));
+    let r = cl
+        .put("k2", "v", Some(PutOptions::new().with_ignore_lease()))
+        .await;
+    c.record(
+        "ignore_lease missing",
+        grpc::result_json(&r, grpc::put_json),
+    );
     expect_grpc_err(&r, "InvalidArgument", "etcdserver: key not found")
 }
 
 async fn put_unknown_lease(c: &mut Ctx) -> Res {
-    c.ctl_err("put k v --lease=1234", "etcdserver: requested lease not found").await?;
+    c.ctl_err(
+        "put k v --lease=1234",
+        "etcdserver: requested lease not found",
+    )
+    .await?;
     let mut cl = c.client().await?;
-    let r = cl.put("k", "v", Some(PutOptions::new().with_lease(0x1234))).await;
+    let r = cl
+        .put("k", "v", Some(PutOptions::new().with_lease(0x1234)))
+        .await;
     c.record("grpc", grpc::result_json(&r, grpc::put_json));
     expect_grpc_err(&r, "NotFound", "etcdserver: requested lease not found")?;
     c.ctl_ok("get k", "").await?;
@@ -131,7 +157,14 @@ async fn put_empty_value(c: &mut Ctx) -> Res {
 
 async fn seed_abc(c: &mut Ctx) -> Res {
     // a: create 2, mod 5, version 2; b: create 3, mod 7, version 3; c: create 4, version 1.
-    for (k, v) in [("a", "3"), ("b", "1"), ("c", "2"), ("a", "33"), ("b", "11"), ("b", "111")] {
+    for (k, v) in [
+        ("a", "3"),
+        ("b", "1"),
+        ("c", "2"),
+        ("a", "33"),
+        ("b", "11"),
+        ("b", "111"),
+    ] {
         c.ctl_ok(&format!("put {k} {v}"), "OK").await?;
     }
     Ok(())
@@ -147,9 +180,19 @@ async fn get_keys_only(c: &mut Ctx) -> Res {
     seed_abc(c).await?;
     c.ctl_ok("get a z --keys-only", "a\n\nb\n\nc").await?;
     let mut cl = c.client().await?;
-    let r = ok(cl.get("a", Some(GetOptions::new().with_range("z").with_keys_only())).await, "get")?;
+    let r = ok(
+        cl.get(
+            "a",
+            Some(GetOptions::new().with_range("z").with_keys_only()),
+        )
+        .await,
+        "get",
+    )?;
     c.record("grpc keys_only", grpc::get_json(&r));
-    check!(r.kvs().iter().all(|kv| kv.value().is_empty()), "keys_only returned values");
+    check!(
+        r.kvs().iter().all(|kv| kv.value().is_empty()),
+        "keys_only returned values"
+    );
     check_eq!(r.kvs()[1].version(), 3, "keys_only keeps metadata");
     Ok(())
 }
@@ -158,9 +201,15 @@ async fn get_prefix(c: &mut Ctx) -> Res {
     for k in ["fo", "foo", "foo/a", "foo/b", "fop", "g"] {
         c.ctl_ok(&format!("put {k} 1"), "OK").await?;
     }
-    c.ctl_ok("get foo --prefix --keys-only", "foo\n\nfoo/a\n\nfoo/b").await?;
-    c.ctl_ok("get foo/ --prefix --print-value-only", "1\n1").await?;
-    c.ctl_ok("get '' --prefix --keys-only", "fo\n\nfoo\n\nfoo/a\n\nfoo/b\n\nfop\n\ng").await?;
+    c.ctl_ok("get foo --prefix --keys-only", "foo\n\nfoo/a\n\nfoo/b")
+        .await?;
+    c.ctl_ok("get foo/ --prefix --print-value-only", "1\n1")
+        .await?;
+    c.ctl_ok(
+        "get '' --prefix --keys-only",
+        "fo\n\nfoo\n\nfoo/a\n\nfoo/b\n\nfop\n\ng",
+    )
+    .await?;
     Ok(())
 }
 
@@ -169,7 +218,8 @@ async fn get_from_key(c: &mut Ctx) -> Res {
         c.ctl_ok(&format!("put {k} 1"), "OK").await?;
     }
     c.ctl_ok("get b --from-key --keys-only", "b\n\nc").await?;
-    c.ctl_ok("get '' --from-key --keys-only", "a\n\nb\n\nc").await?;
+    c.ctl_ok("get '' --from-key --keys-only", "a\n\nb\n\nc")
+        .await?;
     Ok(())
 }
 
@@ -187,12 +237,28 @@ async fn get_limit_more_count(c: &mut Ctx) -> Res {
     for i in 0..5 {
         ok(cl.put(format!("k{i}"), "v", None).await, "put")?;
     }
-    let r = ok(cl.get("k", Some(GetOptions::new().with_prefix().with_limit(2))).await, "get")?;
+    let r = ok(
+        cl.get("k", Some(GetOptions::new().with_prefix().with_limit(2)))
+            .await,
+        "get",
+    )?;
     c.record("limit 2", grpc::get_json(&r));
-    check_eq!((r.kvs().len(), r.more(), r.count()), (2, true, 5), "(kvs, more, count)");
-    let r = ok(cl.get("k", Some(GetOptions::new().with_prefix().with_limit(5))).await, "get")?;
+    check_eq!(
+        (r.kvs().len(), r.more(), r.count()),
+        (2, true, 5),
+        "(kvs, more, count)"
+    );
+    let r = ok(
+        cl.get("k", Some(GetOptions::new().with_prefix().with_limit(5)))
+            .await,
+        "get",
+    )?;
     c.record("limit 5", grpc::get_json(&r));
-    check_eq!((r.kvs().len(), r.more(), r.count()), (5, false, 5), "(kvs, more, count)");
+    check_eq!(
+        (r.kvs().len(), r.more(), r.count()),
+        (5, false, 5),
+        "(kvs, more, count)"
+    );
     c.ctl_ok("get k --prefix --limit=1", "k0\nv").await?;
     Ok(())
 }
@@ -202,7 +268,11 @@ async fn get_count_only(c: &mut Ctx) -> Res {
     for i in 0..3 {
         ok(cl.put(format!("k{i}"), "v", None).await, "put")?;
     }
-    let r = ok(cl.get("k", Some(GetOptions::new().with_prefix().with_count_only())).await, "get")?;
+    let r = ok(
+        cl.get("k", Some(GetOptions::new().with_prefix().with_count_only()))
+            .await,
+        "get",
+    )?;
     c.record("count_only", grpc::get_json(&r));
     check_eq!((r.kvs().len(), r.count()), (0, 3), "(kvs, count)");
     Ok(())
@@ -210,15 +280,22 @@ async fn get_count_only(c: &mut Ctx) -> Res {
 
 async fn sort_key_descend(c: &mut Ctx) -> Res {
     seed_abc(c).await?;
-    c.ctl_ok("get a z --sort-by=KEY --order=DESCEND --keys-only", "c\n\nb\n\na").await?;
+    c.ctl_ok(
+        "get a z --sort-by=KEY --order=DESCEND --keys-only",
+        "c\n\nb\n\na",
+    )
+    .await?;
     Ok(())
 }
 
 async fn sort_version(c: &mut Ctx) -> Res {
     seed_abc(c).await?;
-    c.ctl_ok("get a z --sort-by=VERSION --keys-only", "c\n\na\n\nb").await?;
+    c.ctl_ok("get a z --sort-by=VERSION --keys-only", "c\n\na\n\nb")
+        .await?;
     let mut cl = c.client().await?;
-    let opts = GetOptions::new().with_range("z").with_sort(SortTarget::Version, SortOrder::Descend);
+    let opts = GetOptions::new()
+        .with_range("z")
+        .with_sort(SortTarget::Version, SortOrder::Descend);
     let r = ok(cl.get("a", Some(opts)).await, "get")?;
     c.record("grpc version descend", grpc::get_json(&r));
     let keys: Vec<&[u8]> = r.kvs().iter().map(|kv| kv.key()).collect();
@@ -228,25 +305,35 @@ async fn sort_version(c: &mut Ctx) -> Res {
 
 async fn sort_create(c: &mut Ctx) -> Res {
     seed_abc(c).await?;
-    c.ctl_ok("get a z --sort-by=CREATE --order=DESCEND --keys-only", "c\n\nb\n\na").await?;
+    c.ctl_ok(
+        "get a z --sort-by=CREATE --order=DESCEND --keys-only",
+        "c\n\nb\n\na",
+    )
+    .await?;
     Ok(())
 }
 
 async fn sort_modify(c: &mut Ctx) -> Res {
     seed_abc(c).await?;
-    c.ctl_ok("get a z --sort-by=MODIFY --print-value-only", "2\n33\n111").await?;
+    c.ctl_ok("get a z --sort-by=MODIFY --print-value-only", "2\n33\n111")
+        .await?;
     Ok(())
 }
 
 async fn sort_value_descend(c: &mut Ctx) -> Res {
     seed_abc(c).await?;
-    c.ctl_ok("get a z --sort-by=VALUE --order=DESCEND --print-value-only", "33\n2\n111").await?;
+    c.ctl_ok(
+        "get a z --sort-by=VALUE --order=DESCEND --print-value-only",
+        "33\n2\n111",
+    )
+    .await?;
     Ok(())
 }
 
 async fn order_descend_limit(c: &mut Ctx) -> Res {
     seed_abc(c).await?;
-    c.ctl_ok("get a z --order=DESCEND --limit=2", "c\n2\nb\n111").await?;
+    c.ctl_ok("get a z --order=DESCEND --limit=2", "c\n2\nb\n111")
+        .await?;
     Ok(())
 }
 
@@ -264,19 +351,32 @@ async fn get_rev_history(c: &mut Ctx) -> Res {
 async fn get_rev_future(c: &mut Ctx) -> Res {
     c.ctl_ok("put k v", "OK").await?;
     let future = c.r(10);
-    c.ctl_err(&format!("get k --rev={future}"), "etcdserver: mvcc: required revision is a future revision")
-        .await?;
+    c.ctl_err(
+        &format!("get k --rev={future}"),
+        "etcdserver: mvcc: required revision is a future revision",
+    )
+    .await?;
     let mut cl = c.client().await?;
-    let r = cl.get("k", Some(GetOptions::new().with_revision(future))).await;
+    let r = cl
+        .get("k", Some(GetOptions::new().with_revision(future)))
+        .await;
     c.record("grpc", grpc::result_json(&r, grpc::get_json));
-    expect_grpc_err(&r, "OutOfRange", "etcdserver: mvcc: required revision is a future revision")
+    expect_grpc_err(
+        &r,
+        "OutOfRange",
+        "etcdserver: mvcc: required revision is a future revision",
+    )
 }
 
 async fn get_serializable(c: &mut Ctx) -> Res {
     c.ctl_ok("put k v", "OK").await?;
     c.ctl_ok("get k --consistency=s", "k\nv").await?;
     let mut cl = c.client().await?;
-    let r = ok(cl.get("k", Some(GetOptions::new().with_serializable())).await, "get")?;
+    let r = ok(
+        cl.get("k", Some(GetOptions::new().with_serializable()))
+            .await,
+        "get",
+    )?;
     c.record("grpc serializable", grpc::get_json(&r));
     check_eq!(r.count(), 1, "count");
     Ok(())
@@ -286,11 +386,15 @@ async fn min_max_mod_revision(c: &mut Ctx) -> Res {
     seed_abc(c).await?;
     let mut cl = c.client().await?;
     // mod revisions: c=r(3), a=r(4), b=r(6).
-    let opts = GetOptions::new().with_range("z").with_min_mod_revision(c.r(4));
+    let opts = GetOptions::new()
+        .with_range("z")
+        .with_min_mod_revision(c.r(4));
     let r = ok(cl.get("a", Some(opts)).await, "get min_mod")?;
     c.record("min_mod", grpc::get_json(&r));
     check_eq!(r.kvs().len(), 2, "min_mod kvs");
-    let opts = GetOptions::new().with_range("z").with_max_mod_revision(c.r(4));
+    let opts = GetOptions::new()
+        .with_range("z")
+        .with_max_mod_revision(c.r(4));
     let r = ok(cl.get("a", Some(opts)).await, "get max_mod")?;
     c.record("max_mod", grpc::get_json(&r));
     check_eq!(r.kvs().len(), 2, "max_mod kvs");
@@ -302,11 +406,15 @@ async fn min_max_mod_revision(c: &mut Ctx) -> Res {
 async fn min_max_create_revision(c: &mut Ctx) -> Res {
     seed_abc(c).await?;
     let mut cl = c.client().await?;
-    let opts = GetOptions::new().with_range("z").with_min_create_revision(c.r(2));
+    let opts = GetOptions::new()
+        .with_range("z")
+        .with_min_create_revision(c.r(2));
     let r = ok(cl.get("a", Some(opts)).await, "get min_create")?;
     c.record("min_create", grpc::get_json(&r));
     check_eq!(r.kvs().len(), 2, "min_create kvs");
-    let opts = GetOptions::new().with_range("z").with_max_create_revision(c.r(1));
+    let opts = GetOptions::new()
+        .with_range("z")
+        .with_max_create_revision(c.r(1));
     let r = ok(cl.get("a", Some(opts)).await, "get max_create")?;
     c.record("max_create", grpc::get_json(&r));
     check_eq!(r.kvs().len(), 1, "max_create kvs");
@@ -326,7 +434,11 @@ async fn del_missing(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
     let r = ok(cl.delete("nope", None).await, "del")?;
     c.record("grpc del missing", grpc::del_json(&r));
-    check_eq!(r.header().map(|h| h.revision()), Some(c.r(1)), "revision unchanged");
+    check_eq!(
+        r.header().map(|h| h.revision()),
+        Some(c.r(1)),
+        "revision unchanged"
+    );
     Ok(())
 }
 
@@ -343,7 +455,8 @@ async fn del_from_key(c: &mut Ctx) -> Res {
     for k in ["a", "b", "c"] {
         c.ctl_ok(&format!("put {k} 1"), "OK").await?;
     }
-    c.ctl_ok("del b --from-key --prev-kv", "2\nb\n1\nc\n1").await?;
+    c.ctl_ok("del b --from-key --prev-kv", "2\nb\n1\nc\n1")
+        .await?;
     c.ctl_ok("get '' --from-key --keys-only", "a").await?;
     Ok(())
 }
@@ -354,10 +467,21 @@ async fn del_range(c: &mut Ctx) -> Res {
     }
     c.ctl_ok("del a c", "2").await?;
     let mut cl = c.client().await?;
-    let r = ok(cl.delete("a", Some(DeleteOptions::new().with_range("z").with_prev_key())).await, "del")?;
+    let r = ok(
+        cl.delete(
+            "a",
+            Some(DeleteOptions::new().with_range("z").with_prev_key()),
+        )
+        .await,
+        "del",
+    )?;
     c.record("grpc del range", grpc::del_json(&r));
     check_eq!(r.deleted(), 1, "deleted");
-    check_eq!(r.header().map(|h| h.revision()), Some(c.r(5)), "one revision for a range delete");
+    check_eq!(
+        r.header().map(|h| h.revision()),
+        Some(c.r(5)),
+        "one revision for a range delete"
+    );
     Ok(())
 }
 
@@ -371,11 +495,23 @@ async fn versions_generations(c: &mut Ctx) -> Res {
     let r = ok(cl.get("k", None).await, "get")?;
     c.record("after recreate", grpc::get_json(&r));
     let kv = &r.kvs()[0];
-    check_eq!((kv.create_revision(), kv.mod_revision(), kv.version()), (c.r(4), c.r(4), 1), "(create, mod, version)");
-    let r = ok(cl.get("k", Some(GetOptions::new().with_revision(c.r(2)))).await, "get old")?;
+    check_eq!(
+        (kv.create_revision(), kv.mod_revision(), kv.version()),
+        (c.r(4), c.r(4), 1),
+        "(create, mod, version)"
+    );
+    let r = ok(
+        cl.get("k", Some(GetOptions::new().with_revision(c.r(2))))
+            .await,
+        "get old",
+    )?;
     c.record("at r2", grpc::get_json(&r));
     let kv = &r.kvs()[0];
-    check_eq!((kv.create_revision(), kv.version()), (c.r(1), 2), "(create, version) at r2");
+    check_eq!(
+        (kv.create_revision(), kv.version()),
+        (c.r(1), 2),
+        "(create, version) at r2"
+    );
     Ok(())
 }
 
@@ -386,7 +522,10 @@ async fn large_value(c: &mut Ctx) -> Res {
     c.record("put", grpc::put_json(&r));
     let r = ok(cl.get("big", None).await, "get")?;
     c.record("get", grpc::get_json(&r));
-    check!(r.kvs()[0].value() == value.as_slice(), "value differs after round-trip");
+    check!(
+        r.kvs()[0].value() == value.as_slice(),
+        "value differs after round-trip"
+    );
     Ok(())
 }
 
@@ -396,15 +535,27 @@ async fn binary_keys(c: &mut Ctx) -> Res {
     for k in keys {
         ok(cl.put(k, [0u8, 255, 10], None).await, "put")?;
     }
-    let r = ok(cl.get(vec![0u8], Some(GetOptions::new().with_from_key())).await, "get all")?;
+    let r = ok(
+        cl.get(vec![0u8], Some(GetOptions::new().with_from_key()))
+            .await,
+        "get all",
+    )?;
     c.record("all", grpc::get_json(&r));
     let got: Vec<&[u8]> = r.kvs().iter().map(|kv| kv.key()).collect();
     check_eq!(got, keys.to_vec(), "byte order");
-    check!(r.kvs().iter().all(|kv| kv.value() == [0u8, 255, 10]), "values differ");
-    let r = ok(cl.get(vec![0xffu8], Some(GetOptions::new().with_prefix())).await, "prefix ff")?;
+    check!(
+        r.kvs().iter().all(|kv| kv.value() == [0u8, 255, 10]),
+        "values differ"
+    );
+    let r = ok(
+        cl.get(vec![0xffu8], Some(GetOptions::new().with_prefix()))
+            .await,
+        "prefix ff",
+    )?;
     c.record("prefix 0xff", grpc::get_json(&r));
     check_eq!(r.count(), 1, "prefix 0xff count");
-    c.ctl_ok("get '' --from-key --hex --keys-only --limit=1", "\\x00\n").await?;
+    c.ctl_ok("get '' --from-key --hex --keys-only --limit=1", "\\x00\n")
+        .await?;
     Ok(())
 }
 
@@ -412,37 +563,64 @@ async fn utf8_keys(c: &mut Ctx) -> Res {
     for k in ["é", "z", "日本", "a"] {
         c.ctl_ok(&format!("put {k} {k}"), "OK").await?;
     }
-    c.ctl_ok("get '' --from-key --print-value-only", "a\nz\né\n日本").await?;
+    c.ctl_ok("get '' --from-key --print-value-only", "a\nz\né\n日本")
+        .await?;
     Ok(())
 }
 
 async fn many_keys(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
     for i in 0..1000 {
-        ok(cl.put(format!("many/{i:04}"), format!("{i}"), None).await, "put")?;
+        ok(
+            cl.put(format!("many/{i:04}"), format!("{i}"), None).await,
+            "put",
+        )?;
     }
-    let r = ok(cl.get("many/", Some(GetOptions::new().with_prefix().with_count_only())).await, "count")?;
+    let r = ok(
+        cl.get(
+            "many/",
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await,
+        "count",
+    )?;
     c.record("count", grpc::get_json(&r));
     check_eq!(r.count(), 1000, "count");
-    let opts = GetOptions::new().with_prefix().with_limit(10).with_sort(SortTarget::Key, SortOrder::Descend);
+    let opts = GetOptions::new()
+        .with_prefix()
+        .with_limit(10)
+        .with_sort(SortTarget::Key, SortOrder::Descend);
     let r = ok(cl.get("many/", Some(opts)).await, "last 10")?;
     c.record("last 10", grpc::get_json(&r));
     check_eq!(r.kvs()[0].key(), b"many/0999", "first of descending page");
-    check_eq!(r.header().map(|h| h.revision()), Some(c.r(1000)), "revision");
+    check_eq!(
+        r.header().map(|h| h.revision()),
+        Some(c.r(1000)),
+        "revision"
+    );
     Ok(())
 }
 
 async fn k8s_list_pagination(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
     for i in 0..7 {
-        ok(cl.put(format!("/registry/pods/p{i}"), "x", None).await, "put")?;
+        ok(
+            cl.put(format!("/registry/pods/p{i}"), "x", None).await,
+            "put",
+        )?;
     }
     let rev = c.r(7);
-    ok(cl.put("/registry/pods/p9", "late", None).await, "put after list start")?;
+    ok(
+        cl.put("/registry/pods/p9", "late", None).await,
+        "put after list start",
+    )?;
     let mut start = b"/registry/pods/".to_vec();
     let mut pages = Vec::new();
     loop {
-        let opts = GetOptions::new().with_range("/registry/pods0").with_limit(3).with_revision(rev);
+        let opts = GetOptions::new()
+            .with_range("/registry/pods0")
+            .with_limit(3)
+            .with_revision(rev);
         let r = ok(cl.get(start.clone(), Some(opts)).await, "page")?;
         c.record("page", grpc::get_json(&r));
         pages.push(r.kvs().len());

@@ -33,7 +33,8 @@ async fn empty_key_put(c: &mut Ctx) -> Res {
     let r = cl.put("", "v", None).await;
     c.record("put ''", grpc::result_json(&r, grpc::put_json));
     expect_grpc_err(&r, "InvalidArgument", "etcdserver: key is not provided")?;
-    c.ctl_err("put '' v", "etcdserver: key is not provided").await?;
+    c.ctl_err("put '' v", "etcdserver: key is not provided")
+        .await?;
     Ok(())
 }
 
@@ -53,10 +54,16 @@ async fn empty_key_delete(c: &mut Ctx) -> Res {
 
 async fn request_too_large(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
-    let r = cl.put("k", vec![b'x'; 1024 * 1024 + 600 * 1024], None).await;
+    let r = cl
+        .put("k", vec![b'x'; 1024 * 1024 + 600 * 1024], None)
+        .await;
     c.record("put 1.6 MiB", grpc::result_json(&r, grpc::put_json));
     expect_grpc_err(&r, "InvalidArgument", "etcdserver: request is too large")?;
-    let r = ok(cl.put("k", vec![b'x'; 1024 * 1024 + 256 * 1024], None).await, "put 1.25 MiB")?;
+    let r = ok(
+        cl.put("k", vec![b'x'; 1024 * 1024 + 256 * 1024], None)
+            .await,
+        "put 1.25 MiB",
+    )?;
     c.record("put 1.25 MiB", grpc::put_json(&r));
     Ok(())
 }
@@ -73,16 +80,24 @@ async fn message_too_large(c: &mut Ctx) -> Res {
 async fn lease_ids(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
     let r = cl.lease_revoke(0).await;
-    c.record("revoke 0", grpc::result_json(&r, |x| grpc::header_json(x.header())));
+    c.record(
+        "revoke 0",
+        grpc::result_json(&r, |x| grpc::header_json(x.header())),
+    );
     expect_grpc_err(&r, "NotFound", "etcdserver: requested lease not found")?;
     let r = ok(cl.lease_time_to_live(0, None).await, "timetolive 0")?;
     c.record("timetolive 0", json!({"ttl": r.ttl()}));
     check_eq!(r.ttl(), -1, "ttl of lease 0");
-    let r = cl.put("k", "v", Some(PutOptions::new().with_lease(-1))).await;
+    let r = cl
+        .put("k", "v", Some(PutOptions::new().with_lease(-1)))
+        .await;
     c.record("put lease -1", grpc::result_json(&r, grpc::put_json));
     expect_grpc_err(&r, "NotFound", "etcdserver: requested lease not found")?;
     let r = cl.lease_revoke(-1).await;
-    c.record("revoke -1", grpc::result_json(&r, |x| grpc::header_json(x.header())));
+    c.record(
+        "revoke -1",
+        grpc::result_json(&r, |x| grpc::header_json(x.header())),
+    );
     expect_grpc_err(&r, "NotFound", "etcdserver: requested lease not found")
 }
 
@@ -91,7 +106,10 @@ async fn inverted_range(c: &mut Ctx) -> Res {
     for k in ["a", "b", "c"] {
         ok(cl.put(k, "v", None).await, "put")?;
     }
-    let r = ok(cl.get("c", Some(GetOptions::new().with_range("a"))).await, "get c..a")?;
+    let r = ok(
+        cl.get("c", Some(GetOptions::new().with_range("a"))).await,
+        "get c..a",
+    )?;
     c.record("get c..a", grpc::get_json(&r));
     check_eq!((r.kvs().len(), r.count()), (0, 0), "(kvs, count)");
     Ok(())
@@ -102,16 +120,32 @@ async fn negative_limit(c: &mut Ctx) -> Res {
     for k in ["a", "b", "c"] {
         ok(cl.put(k, "v", None).await, "put")?;
     }
-    let r = ok(cl.get("a", Some(GetOptions::new().with_range("z").with_limit(-1))).await, "get limit -1")?;
+    let r = ok(
+        cl.get("a", Some(GetOptions::new().with_range("z").with_limit(-1)))
+            .await,
+        "get limit -1",
+    )?;
     c.record("limit -1", grpc::get_json(&r));
     check_eq!((r.kvs().len(), r.more()), (3, false), "(kvs, more)");
     Ok(())
 }
 
 async fn ctl_missing_args(c: &mut Ctx) -> Res {
-    c.ctl_err("put", "put command needs 1 argument and input from stdin or 2 arguments").await?;
-    c.ctl_err("get", "get command needs one argument as key and an optional argument as range_end").await?;
+    c.ctl_err(
+        "put",
+        "put command needs 1 argument and input from stdin or 2 arguments",
+    )
+    .await?;
+    c.ctl_err(
+        "get",
+        "get command needs one argument as key and an optional argument as range_end",
+    )
+    .await?;
     let out = c.ctl("get --nosuchflag k").await?;
-    check!(!out.ok() && out.stderr.contains("unknown flag: --nosuchflag"), "unknown flag: {:?}", out.stderr);
+    check!(
+        !out.ok() && out.stderr.contains("unknown flag: --nosuchflag"),
+        "unknown flag: {:?}",
+        out.stderr
+    );
     Ok(())
 }

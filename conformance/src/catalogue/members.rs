@@ -47,7 +47,10 @@ macro_rules! retry_unhealthy {
         loop {
             let r = $call;
             match &r {
-                Err(e) if grpc::err_message(e) == "etcdserver: unhealthy cluster" && Instant::now() < deadline => {
+                Err(e)
+                    if grpc::err_message(e) == "etcdserver: unhealthy cluster"
+                        && Instant::now() < deadline =>
+                {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 _ => break r,
@@ -106,16 +109,30 @@ async fn list(c: &mut Ctx) -> Res {
     let list = members(c, &mut cl, "members").await?;
     let names: Vec<&str> = list.iter().map(Member::name).collect();
     check_eq!(names, vec!["m1", "m2", "m3"], "names");
-    check!(list.iter().all(|m| !m.is_learner() && m.client_urls().len() == 1), "voters with client URLs");
+    check!(
+        list.iter()
+            .all(|m| !m.is_learner() && m.client_urls().len() == 1),
+        "voters with client URLs"
+    );
     let out = c.ctl("member list").await?;
     check_eq!(out.stdout.lines().count(), 3, "etcdctl member list lines");
-    check!(out.stdout.lines().all(|l| l.contains(", started, m") && l.ends_with(", false")), "member list: {}", out.stdout);
+    check!(
+        out.stdout
+            .lines()
+            .all(|l| l.contains(", started, m") && l.ends_with(", false")),
+        "member list: {}",
+        out.stdout
+    );
     Ok(())
 }
 
 async fn ctl_list_table(c: &mut Ctx) -> Res {
     let out = c.ctl("member list -w table").await?;
-    check!(out.stdout.contains("STATUS") && out.stdout.contains("IS LEARNER"), "table: {}", out.stdout);
+    check!(
+        out.stdout.contains("STATUS") && out.stdout.contains("IS LEARNER"),
+        "table: {}",
+        out.stdout
+    );
     check_eq!(out.stdout.lines().count(), 7, "table lines");
     Ok(())
 }
@@ -123,35 +140,77 @@ async fn ctl_list_table(c: &mut Ctx) -> Res {
 async fn add_unstarted(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
     let url = free_url()?;
-    let r = ok(retry_unhealthy!(cl.member_add([url.as_str()], None).await), "member add")?;
+    let r = ok(
+        retry_unhealthy!(cl.member_add([url.as_str()], None).await),
+        "member add",
+    )?;
     let id = r.member().map(Member::id).unwrap_or(0);
-    c.record("added", json!({"name": r.member().map(Member::name), "members": r.member_list().len()}));
+    c.record(
+        "added",
+        json!({"name": r.member().map(Member::name), "members": r.member_list().len()}),
+    );
     let list = members(c, &mut cl, "after add").await?;
     check_eq!(list.len(), 4, "members after add");
     check_eq!(list[0].name(), "", "an unstarted member has no name");
     ok(retry_unhealthy!(cl.member_remove(id).await), "remove")?;
-    check_eq!(members(c, &mut cl, "after remove").await?.len(), 3, "members after remove");
+    check_eq!(
+        members(c, &mut cl, "after remove").await?.len(),
+        3,
+        "members after remove"
+    );
     Ok(())
 }
 
 async fn add_learner(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
     let url = free_url()?;
-    let r = ok(retry_unhealthy!(cl.member_add([url.as_str()], Some(MemberAddOptions::new().with_is_learner())).await), "add learner")?;
-    check!(r.member().is_some_and(Member::is_learner), "added member is a learner");
+    let r = ok(
+        retry_unhealthy!(
+            cl.member_add(
+                [url.as_str()],
+                Some(MemberAddOptions::new().with_is_learner())
+            )
+            .await
+        ),
+        "add learner",
+    )?;
+    check!(
+        r.member().is_some_and(Member::is_learner),
+        "added member is a learner"
+    );
     let list = members(c, &mut cl, "after add").await?;
-    check_eq!(list.iter().filter(|m| m.is_learner()).count(), 1, "learners");
+    check_eq!(
+        list.iter().filter(|m| m.is_learner()).count(),
+        1,
+        "learners"
+    );
     Ok(())
 }
 
 async fn promote_before(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
     let url = free_url()?;
-    let r = ok(retry_unhealthy!(cl.member_add([url.as_str()], Some(MemberAddOptions::new().with_is_learner())).await), "add learner")?;
+    let r = ok(
+        retry_unhealthy!(
+            cl.member_add(
+                [url.as_str()],
+                Some(MemberAddOptions::new().with_is_learner())
+            )
+            .await
+        ),
+        "add learner",
+    )?;
     let id = r.member().map(Member::id).unwrap_or(0);
     let r = retry_unhealthy!(cl.member_promote(id).await);
-    c.record("promote unstarted learner", grpc::result_json(&r, |_| json!("ok")));
-    expect_grpc_err(&r, "FailedPrecondition", "etcdserver: can only promote a learner member which is in sync with leader")
+    c.record(
+        "promote unstarted learner",
+        grpc::result_json(&r, |_| json!("ok")),
+    );
+    expect_grpc_err(
+        &r,
+        "FailedPrecondition",
+        "etcdserver: can only promote a learner member which is in sync with leader",
+    )
 }
 
 async fn promote_after(c: &mut Ctx) -> Res {
@@ -162,13 +221,29 @@ async fn promote_after(c: &mut Ctx) -> Res {
     let cluster = c.cluster()?;
     let config = cluster.new_member_config("m4")?;
     let peer = config.advertised_peer_url();
-    let mut initial: Vec<String> = cluster.members.iter().map(|m| format!("{}={}", m.config.name, m.config.advertised_peer_url())).collect();
+    let mut initial: Vec<String> = cluster
+        .members
+        .iter()
+        .map(|m| format!("{}={}", m.config.name, m.config.advertised_peer_url()))
+        .collect();
     initial.push(format!("m4={peer}"));
-    let r = ok(retry_unhealthy!(cl.member_add([peer.as_str()], Some(MemberAddOptions::new().with_is_learner())).await), "add learner")?;
+    let r = ok(
+        retry_unhealthy!(
+            cl.member_add(
+                [peer.as_str()],
+                Some(MemberAddOptions::new().with_is_learner())
+            )
+            .await
+        ),
+        "add learner",
+    )?;
     let id = r.member().map(Member::id).unwrap_or(0);
     let cluster = c.cluster()?;
     let idx = cluster.start_joining(config, &initial.join(","))?;
-    cluster.wait_healthy(idx, CATCH_UP_WAIT).await.map_err(|e| ScenarioError::Check(e.to_string()))?;
+    cluster
+        .wait_healthy(idx, CATCH_UP_WAIT)
+        .await
+        .map_err(|e| ScenarioError::Check(e.to_string()))?;
     let deadline = Instant::now() + CATCH_UP_WAIT;
     loop {
         let r = retry_unhealthy!(cl.member_promote(id).await);
@@ -190,7 +265,11 @@ async fn promote_voter(c: &mut Ctx) -> Res {
     let list = members(c, &mut cl, "members").await?;
     let r = retry_unhealthy!(cl.member_promote(list[1].id()).await);
     c.record("promote voter", grpc::result_json(&r, |_| json!("ok")));
-    expect_grpc_err(&r, "FailedPrecondition", "etcdserver: can only promote a learner member")
+    expect_grpc_err(
+        &r,
+        "FailedPrecondition",
+        "etcdserver: can only promote a learner member",
+    )
 }
 
 async fn update(c: &mut Ctx) -> Res {
@@ -214,9 +293,15 @@ async fn remove_follower(c: &mut Ctx) -> Res {
     let leader = leader_index(c).await?;
     let victim = (leader + 1) % 3;
     let mut cl = c.client_at(leader).await?;
-    let id = ok(c.client_at(victim).await?.status().await, "status")?.header().map(|h| h.member_id()).unwrap_or(0);
+    let id = ok(c.client_at(victim).await?.status().await, "status")?
+        .header()
+        .map(|h| h.member_id())
+        .unwrap_or(0);
     let r = retry_unhealthy!(cl.member_remove(id).await);
-    c.record("remove", grpc::result_json(&r, |x| json!({"members": x.members().len()})));
+    c.record(
+        "remove",
+        grpc::result_json(&r, |x| json!({"members": x.members().len()})),
+    );
     ok(r, "remove")?;
     check_eq!(members(c, &mut cl, "after").await?.len(), 2, "members");
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -225,11 +310,17 @@ async fn remove_follower(c: &mut Ctx) -> Res {
         if member.has_exited() {
             break;
         }
-        check!(Instant::now() < deadline, "removed member still running after 15 s");
+        check!(
+            Instant::now() < deadline,
+            "removed member still running after 15 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     c.record("removed member exited", json!(true));
-    ok(cl.put("after", "remove", None).await, "write with two members")?;
+    ok(
+        cl.put("after", "remove", None).await,
+        "write with two members",
+    )?;
     Ok(())
 }
 
@@ -253,12 +344,20 @@ async fn add_existing(c: &mut Ctx) -> Res {
     let url = list[0].peer_urls()[0].clone();
     let r = retry_unhealthy!(cl.member_add([url.as_str()], None).await);
     c.record("add existing", grpc::result_json(&r, |_| json!("ok")));
-    expect_grpc_err(&r, "FailedPrecondition", "etcdserver: Peer URLs already exists")
+    expect_grpc_err(
+        &r,
+        "FailedPrecondition",
+        "etcdserver: Peer URLs already exists",
+    )
 }
 
 async fn add_bad_url(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
     let r = retry_unhealthy!(cl.member_add(["not a url"], None).await);
     c.record("add bad url", grpc::result_json(&r, |_| json!("ok")));
-    expect_grpc_err(&r, "InvalidArgument", "etcdserver: given member URLs are invalid")
+    expect_grpc_err(
+        &r,
+        "InvalidArgument",
+        "etcdserver: given member URLs are invalid",
+    )
 }

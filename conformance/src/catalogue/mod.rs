@@ -38,14 +38,19 @@ pub fn select(filter: Option<&str>, fast_only: bool) -> Vec<Scenario> {
         .filter(|s| !fast_only || s.fast)
         .filter(|s| match filter {
             None => true,
-            Some(f) => f.split(',').any(|f| s.area.name() == f || s.name.contains(f)),
+            Some(f) => f
+                .split(',')
+                .any(|f| s.area.name() == f || s.name.contains(f)),
         })
         .collect()
 }
 
 /// (area, count) for every area.
 pub fn counts(scenarios: &[Scenario]) -> Vec<(Area, usize)> {
-    Area::ALL.iter().map(|a| (*a, scenarios.iter().filter(|s| s.area == *a).count())).collect()
+    Area::ALL
+        .iter()
+        .map(|a| (*a, scenarios.iter().filter(|s| s.area == *a).count()))
+        .collect()
 }
 
 /// Behaviours of etcd 3.4.23 that make an item of the list inapplicable as a scenario.

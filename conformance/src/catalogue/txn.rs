@@ -1,7 +1,9 @@
 //! Txn scenarios: every compare target and result, nesting, limits, duplicate keys, and the
 //! compare-and-swap shapes Kubernetes uses.
 
-use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnResponse};
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnResponse,
+};
 
 use crate::drivers::grpc;
 use crate::scenario::{Area, Ctx, Res, Scenario, Topology, expect_ctl_ok, expect_grpc_err, ok, sc};
@@ -62,7 +64,11 @@ async fn ctl_failure(c: &mut Ctx) -> Res {
     expect_ctl_ok(&out, "FAILURE\n\nk\nv\n\nOK")?;
     let script = "create(\"nokey\") = \"0\"\n\nput nokey a\n\n\n";
     let out = c.ctl_at(0, "txn -w json", Some(script)).await?;
-    check!(out.stdout.contains("\"succeeded\":true"), "json output: {}", out.stdout);
+    check!(
+        out.stdout.contains("\"succeeded\":true"),
+        "json output: {}",
+        out.stdout
+    );
     Ok(())
 }
 
@@ -78,27 +84,33 @@ async fn compare_table(c: &mut Ctx, cases: Vec<(&str, Compare, bool)>) -> Res {
 
 async fn compare_value(c: &mut Ctx) -> Res {
     c.ctl_ok("put k m", "OK").await?;
-    compare_table(c, vec![
-        ("= m", Compare::value("k", CompareOp::Equal, "m"), true),
-        ("= x", Compare::value("k", CompareOp::Equal, "x"), false),
-        ("!= x", Compare::value("k", CompareOp::NotEqual, "x"), true),
-        ("> a", Compare::value("k", CompareOp::Greater, "a"), true),
-        ("> z", Compare::value("k", CompareOp::Greater, "z"), false),
-        ("< z", Compare::value("k", CompareOp::Less, "z"), true),
-        ("< m", Compare::value("k", CompareOp::Less, "m"), false),
-    ])
+    compare_table(
+        c,
+        vec![
+            ("= m", Compare::value("k", CompareOp::Equal, "m"), true),
+            ("= x", Compare::value("k", CompareOp::Equal, "x"), false),
+            ("!= x", Compare::value("k", CompareOp::NotEqual, "x"), true),
+            ("> a", Compare::value("k", CompareOp::Greater, "a"), true),
+            ("> z", Compare::value("k", CompareOp::Greater, "z"), false),
+            ("< z", Compare::value("k", CompareOp::Less, "z"), true),
+            ("< m", Compare::value("k", CompareOp::Less, "m"), false),
+        ],
+    )
     .await
 }
 
 async fn compare_version(c: &mut Ctx) -> Res {
     c.ctl_ok("put k 1", "OK").await?;
     c.ctl_ok("put k 2", "OK").await?;
-    compare_table(c, vec![
-        ("= 2", Compare::version("k", CompareOp::Equal, 2), true),
-        ("!= 2", Compare::version("k", CompareOp::NotEqual, 2), false),
-        ("> 1", Compare::version("k", CompareOp::Greater, 1), true),
-        ("< 2", Compare::version("k", CompareOp::Less, 2), false),
-    ])
+    compare_table(
+        c,
+        vec![
+            ("= 2", Compare::version("k", CompareOp::Equal, 2), true),
+            ("!= 2", Compare::version("k", CompareOp::NotEqual, 2), false),
+            ("> 1", Compare::version("k", CompareOp::Greater, 1), true),
+            ("< 2", Compare::version("k", CompareOp::Less, 2), false),
+        ],
+    )
     .await
 }
 
@@ -106,12 +118,31 @@ async fn compare_create(c: &mut Ctx) -> Res {
     c.ctl_ok("put k 1", "OK").await?;
     c.ctl_ok("put k 2", "OK").await?;
     let (r1, r2) = (c.r(1), c.r(2));
-    compare_table(c, vec![
-        ("= r1", Compare::create_revision("k", CompareOp::Equal, r1), true),
-        ("= r2", Compare::create_revision("k", CompareOp::Equal, r2), false),
-        ("< r2", Compare::create_revision("k", CompareOp::Less, r2), true),
-        ("!= r1", Compare::create_revision("k", CompareOp::NotEqual, r1), false),
-    ])
+    compare_table(
+        c,
+        vec![
+            (
+                "= r1",
+                Compare::create_revision("k", CompareOp::Equal, r1),
+                true,
+            ),
+            (
+                "= r2",
+                Compare::create_revision("k", CompareOp::Equal, r2),
+                false,
+            ),
+            (
+                "< r2",
+                Compare::create_revision("k", CompareOp::Less, r2),
+                true,
+            ),
+            (
+                "!= r1",
+                Compare::create_revision("k", CompareOp::NotEqual, r1),
+                false,
+            ),
+        ],
+    )
     .await
 }
 
@@ -119,38 +150,107 @@ async fn compare_mod(c: &mut Ctx) -> Res {
     c.ctl_ok("put k 1", "OK").await?;
     c.ctl_ok("put k 2", "OK").await?;
     let (r1, r2) = (c.r(1), c.r(2));
-    compare_table(c, vec![
-        ("= r2", Compare::mod_revision("k", CompareOp::Equal, r2), true),
-        ("= r1", Compare::mod_revision("k", CompareOp::Equal, r1), false),
-        ("> r1", Compare::mod_revision("k", CompareOp::Greater, r1), true),
-        ("< r2", Compare::mod_revision("k", CompareOp::Less, r2), false),
-    ])
+    compare_table(
+        c,
+        vec![
+            (
+                "= r2",
+                Compare::mod_revision("k", CompareOp::Equal, r2),
+                true,
+            ),
+            (
+                "= r1",
+                Compare::mod_revision("k", CompareOp::Equal, r1),
+                false,
+            ),
+            (
+                "> r1",
+                Compare::mod_revision("k", CompareOp::Greater, r1),
+                true,
+            ),
+            (
+                "< r2",
+                Compare::mod_revision("k", CompareOp::Less, r2),
+                false,
+            ),
+        ],
+    )
     .await
 }
 
 async fn compare_lease(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
     let id = ok(cl.lease_grant(60, None).await, "grant")?.id();
-    ok(cl.put("k", "v", Some(PutOptions::new().with_lease(id))).await, "put")?;
+    ok(
+        cl.put("k", "v", Some(PutOptions::new().with_lease(id)))
+            .await,
+        "put",
+    )?;
     ok(cl.put("plain", "v", None).await, "put")?;
-    compare_table(c, vec![
-        ("k lease = id", Compare::lease("k", CompareOp::Equal, id), true),
-        ("k lease = 0", Compare::lease("k", CompareOp::Equal, 0), false),
-        ("plain lease = 0", Compare::lease("plain", CompareOp::Equal, 0), true),
-        ("k lease != 0", Compare::lease("k", CompareOp::NotEqual, 0), true),
-    ])
+    compare_table(
+        c,
+        vec![
+            (
+                "k lease = id",
+                Compare::lease("k", CompareOp::Equal, id),
+                true,
+            ),
+            (
+                "k lease = 0",
+                Compare::lease("k", CompareOp::Equal, 0),
+                false,
+            ),
+            (
+                "plain lease = 0",
+                Compare::lease("plain", CompareOp::Equal, 0),
+                true,
+            ),
+            (
+                "k lease != 0",
+                Compare::lease("k", CompareOp::NotEqual, 0),
+                true,
+            ),
+        ],
+    )
     .await
 }
 
 async fn compare_missing(c: &mut Ctx) -> Res {
-    compare_table(c, vec![
-        ("version = 0", Compare::version("nokey", CompareOp::Equal, 0), true),
-        ("create = 0", Compare::create_revision("nokey", CompareOp::Equal, 0), true),
-        ("mod = 0", Compare::mod_revision("nokey", CompareOp::Equal, 0), true),
-        ("value = ''", Compare::value("nokey", CompareOp::Equal, ""), false),
-        ("value != x", Compare::value("nokey", CompareOp::NotEqual, "x"), false),
-        ("lease = 0", Compare::lease("nokey", CompareOp::Equal, 0), true),
-    ])
+    compare_table(
+        c,
+        vec![
+            (
+                "version = 0",
+                Compare::version("nokey", CompareOp::Equal, 0),
+                true,
+            ),
+            (
+                "create = 0",
+                Compare::create_revision("nokey", CompareOp::Equal, 0),
+                true,
+            ),
+            (
+                "mod = 0",
+                Compare::mod_revision("nokey", CompareOp::Equal, 0),
+                true,
+            ),
+            (
+                "value = ''",
+                Compare::value("nokey", CompareOp::Equal, ""),
+                false,
+            ),
+            (
+                "value != x",
+                Compare::value("nokey", CompareOp::NotEqual, "x"),
+                false,
+            ),
+            (
+                "lease = 0",
+                Compare::lease("nokey", CompareOp::Equal, 0),
+                true,
+            ),
+        ],
+    )
     .await
 }
 
@@ -159,12 +259,31 @@ async fn compare_range(c: &mut Ctx) -> Res {
         c.ctl_ok(&format!("put {k} 5"), "OK").await?;
     }
     c.ctl_ok("put r/c 6", "OK").await?;
-    compare_table(c, vec![
-        ("r/ prefix value = 5", Compare::value("r/", CompareOp::Equal, "5").with_prefix(), false),
-        ("r/a..r/c value = 5", Compare::value("r/a", CompareOp::Equal, "5").with_range("r/c"), true),
-        ("r/ prefix version > 0", Compare::version("r/", CompareOp::Greater, 0).with_prefix(), true),
-        ("r/ prefix version = 1", Compare::version("r/", CompareOp::Equal, 1).with_prefix(), false),
-    ])
+    compare_table(
+        c,
+        vec![
+            (
+                "r/ prefix value = 5",
+                Compare::value("r/", CompareOp::Equal, "5").with_prefix(),
+                false,
+            ),
+            (
+                "r/a..r/c value = 5",
+                Compare::value("r/a", CompareOp::Equal, "5").with_range("r/c"),
+                true,
+            ),
+            (
+                "r/ prefix version > 0",
+                Compare::version("r/", CompareOp::Greater, 0).with_prefix(),
+                true,
+            ),
+            (
+                "r/ prefix version = 1",
+                Compare::version("r/", CompareOp::Equal, 1).with_prefix(),
+                false,
+            ),
+        ],
+    )
     .await
 }
 
@@ -173,7 +292,10 @@ async fn compares_anded(c: &mut Ctx) -> Res {
     c.ctl_ok("put b 2", "OK").await?;
     let mut cl = c.client().await?;
     let t = Txn::new()
-        .when([Compare::value("a", CompareOp::Equal, "1"), Compare::value("b", CompareOp::Equal, "3")])
+        .when([
+            Compare::value("a", CompareOp::Equal, "1"),
+            Compare::value("b", CompareOp::Equal, "3"),
+        ])
         .and_then([TxnOp::put("x", "then", None)])
         .or_else([TxnOp::put("x", "else", None)]);
     let r = run(c, &mut cl, "a=1 and b=3", t).await?;
@@ -196,7 +318,8 @@ async fn nested(c: &mut Ctx) -> Res {
         .or_else([TxnOp::txn(inner_else)]);
     let r = run(c, &mut cl, "nested", t).await?;
     check!(r.succeeded(), "outer compare");
-    c.ctl_ok("get '' --from-key", "inner\nthen\nk\nv\nouter\n1").await?;
+    c.ctl_ok("get '' --from-key", "inner\nthen\nk\nv\nouter\n1")
+        .await?;
     Ok(())
 }
 
@@ -205,7 +328,11 @@ async fn duplicate_put(c: &mut Ctx) -> Res {
     let t = Txn::new().and_then([TxnOp::put("k", "1", None), TxnOp::put("k", "2", None)]);
     let r = cl.txn(t).await;
     c.record("put k twice", grpc::result_json(&r, grpc::txn_json));
-    expect_grpc_err(&r, "InvalidArgument", "etcdserver: duplicate key given in txn request")?;
+    expect_grpc_err(
+        &r,
+        "InvalidArgument",
+        "etcdserver: duplicate key given in txn request",
+    )?;
     let script = "\nput k 1\nput k 2\n\n\n";
     let out = c.ctl_at(0, "txn", Some(script)).await?;
     crate::scenario::expect_ctl_err(&out, "etcdserver: duplicate key given in txn request")
@@ -216,8 +343,15 @@ async fn duplicate_put_delete(c: &mut Ctx) -> Res {
     let del = TxnOp::delete("a", Some(DeleteOptions::new().with_range("z")));
     let t = Txn::new().and_then([TxnOp::put("k", "1", None), del]);
     let r = cl.txn(t).await;
-    c.record("put k + delete [a,z)", grpc::result_json(&r, grpc::txn_json));
-    expect_grpc_err(&r, "InvalidArgument", "etcdserver: duplicate key given in txn request")
+    c.record(
+        "put k + delete [a,z)",
+        grpc::result_json(&r, grpc::txn_json),
+    );
+    expect_grpc_err(
+        &r,
+        "InvalidArgument",
+        "etcdserver: duplicate key given in txn request",
+    )
 }
 
 async fn duplicate_across_branches(c: &mut Ctx) -> Res {
@@ -249,19 +383,34 @@ async fn get_and_put_same_key(c: &mut Ctx) -> Res {
             _ => None,
         })
         .collect();
-    check_eq!(values, vec![b"old".to_vec(), b"new".to_vec()], "reads inside the txn");
+    check_eq!(
+        values,
+        vec![b"old".to_vec(), b"new".to_vec()],
+        "reads inside the txn"
+    );
     Ok(())
 }
 
 async fn op_limit(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
-    let ops = |n: usize| (0..n).map(|i| TxnOp::put(format!("k{i:03}"), "v", None)).collect::<Vec<_>>();
+    let ops = |n: usize| {
+        (0..n)
+            .map(|i| TxnOp::put(format!("k{i:03}"), "v", None))
+            .collect::<Vec<_>>()
+    };
     let r = cl.txn(Txn::new().and_then(ops(128))).await;
-    c.record("128 ops", grpc::result_json(&r, |t| grpc::header_json(t.header())));
+    c.record(
+        "128 ops",
+        grpc::result_json(&r, |t| grpc::header_json(t.header())),
+    );
     ok(r, "128 ops")?;
     let r = cl.txn(Txn::new().and_then(ops(129))).await;
     c.record("129 ops", grpc::result_json(&r, grpc::txn_json));
-    expect_grpc_err(&r, "InvalidArgument", "etcdserver: too many operations in txn request")
+    expect_grpc_err(
+        &r,
+        "InvalidArgument",
+        "etcdserver: too many operations in txn request",
+    )
 }
 
 async fn empty_txn(c: &mut Ctx) -> Res {
@@ -281,7 +430,10 @@ async fn one_revision(c: &mut Ctx) -> Res {
         TxnOp::put("c", "1", None),
     ]);
     run(c, &mut cl, "three puts", t).await?;
-    let r = ok(cl.get("a", Some(GetOptions::new().with_range("z"))).await, "get")?;
+    let r = ok(
+        cl.get("a", Some(GetOptions::new().with_range("z"))).await,
+        "get",
+    )?;
     c.record("get", grpc::get_json(&r));
     let revs: Vec<i64> = r.kvs().iter().map(|kv| kv.mod_revision()).collect();
     check_eq!(revs, vec![c.r(1); 3], "mod revisions");
@@ -298,19 +450,41 @@ fn k8s_create_txn(key: &str, value: &str) -> Txn {
 
 async fn k8s_create(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
-    let r = run(c, &mut cl, "create", k8s_create_txn("/registry/pods/a", "v1")).await?;
+    let r = run(
+        c,
+        &mut cl,
+        "create",
+        k8s_create_txn("/registry/pods/a", "v1"),
+    )
+    .await?;
     check!(r.succeeded(), "first create");
-    let r = run(c, &mut cl, "create again", k8s_create_txn("/registry/pods/a", "v2")).await?;
+    let r = run(
+        c,
+        &mut cl,
+        "create again",
+        k8s_create_txn("/registry/pods/a", "v2"),
+    )
+    .await?;
     check!(!r.succeeded(), "second create must fail");
     Ok(())
 }
 
 async fn k8s_update(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
-    run(c, &mut cl, "create", k8s_create_txn("/registry/pods/a", "v1")).await?;
+    run(
+        c,
+        &mut cl,
+        "create",
+        k8s_create_txn("/registry/pods/a", "v1"),
+    )
+    .await?;
     let update = |rev: i64, v: &str| {
         Txn::new()
-            .when([Compare::mod_revision("/registry/pods/a", CompareOp::Equal, rev)])
+            .when([Compare::mod_revision(
+                "/registry/pods/a",
+                CompareOp::Equal,
+                rev,
+            )])
             .and_then([TxnOp::put("/registry/pods/a", v, None)])
             .or_else([TxnOp::get("/registry/pods/a", None)])
     };
@@ -323,11 +497,24 @@ async fn k8s_update(c: &mut Ctx) -> Res {
 
 async fn k8s_delete(c: &mut Ctx) -> Res {
     let mut cl = c.client().await?;
-    run(c, &mut cl, "create", k8s_create_txn("/registry/pods/a", "v1")).await?;
+    run(
+        c,
+        &mut cl,
+        "create",
+        k8s_create_txn("/registry/pods/a", "v1"),
+    )
+    .await?;
     let delete = |rev: i64| {
         Txn::new()
-            .when([Compare::mod_revision("/registry/pods/a", CompareOp::Equal, rev)])
-            .and_then([TxnOp::delete("/registry/pods/a", Some(DeleteOptions::new().with_prev_key()))])
+            .when([Compare::mod_revision(
+                "/registry/pods/a",
+                CompareOp::Equal,
+                rev,
+            )])
+            .and_then([TxnOp::delete(
+                "/registry/pods/a",
+                Some(DeleteOptions::new().with_prev_key()),
+            )])
             .or_else([TxnOp::get("/registry/pods/a", None)])
     };
     let r = run(c, &mut cl, "stale delete", delete(c.r(5))).await?;
@@ -342,13 +529,30 @@ async fn delete_prev_kv_in_txn(c: &mut Ctx) -> Res {
     c.ctl_ok("put a 1", "OK").await?;
     c.ctl_ok("put b 2", "OK").await?;
     let mut cl = c.client().await?;
-    let del = TxnOp::delete("a", Some(DeleteOptions::new().with_range("c").with_prev_key()));
-    let r = run(c, &mut cl, "delete range prev_kv", Txn::new().and_then([del])).await?;
+    let del = TxnOp::delete(
+        "a",
+        Some(DeleteOptions::new().with_range("c").with_prev_key()),
+    );
+    let r = run(
+        c,
+        &mut cl,
+        "delete range prev_kv",
+        Txn::new().and_then([del]),
+    )
+    .await?;
     match r.op_responses().first() {
         Some(etcd_client::TxnOpResponse::Delete(d)) => {
-            check_eq!((d.deleted(), d.prev_kvs().len()), (2, 2), "(deleted, prev_kvs)")
+            check_eq!(
+                (d.deleted(), d.prev_kvs().len()),
+                (2, 2),
+                "(deleted, prev_kvs)"
+            )
         }
-        other => return Err(crate::scenario::ScenarioError::Check(format!("unexpected {other:?}"))),
+        other => {
+            return Err(crate::scenario::ScenarioError::Check(format!(
+                "unexpected {other:?}"
+            )));
+        }
     }
     Ok(())
 }

@@ -77,7 +77,11 @@ pub async fn collect(
         seen += resp.events().len();
         let canceled = resp.canceled();
         out.push(resp);
-        let done = if until_canceled { canceled } else { seen >= events };
+        let done = if until_canceled {
+            canceled
+        } else {
+            seen >= events
+        };
         if done {
             return Ok(out);
         }
@@ -88,7 +92,9 @@ pub async fn collect(
 async fn expect_quiet(c: &mut Ctx, stream: &mut WatchStream) -> Res {
     if let Ok(Ok(Some(r))) = tokio::time::timeout(QUIET_WAIT, stream.message()).await {
         c.record("unexpected watch response", grpc::watch_json(&r));
-        return Err(ScenarioError::Check("watch delivered an unexpected response".into()));
+        return Err(ScenarioError::Check(
+            "watch delivered an unexpected response".into(),
+        ));
     }
     Ok(())
 }
@@ -98,18 +104,33 @@ fn event_summary(resps: &[WatchResponse]) -> Vec<(String, String, i64)> {
         .iter()
         .flat_map(|r| r.events())
         .map(|e| {
-            let kind = if e.event_type() == EventType::Put { "PUT" } else { "DELETE" };
+            let kind = if e.event_type() == EventType::Put {
+                "PUT"
+            } else {
+                "DELETE"
+            };
             let kv = e.kv().expect("event kv");
-            (kind.to_string(), grpc::bytes_text(kv.key()), kv.mod_revision())
+            (
+                kind.to_string(),
+                grpc::bytes_text(kv.key()),
+                kv.mod_revision(),
+            )
         })
         .collect()
 }
 
-async fn open(c: &mut Ctx, key: &str, opts: WatchOptions) -> Res<(etcd_client::Client, WatchStream)> {
+async fn open(
+    c: &mut Ctx,
+    key: &str,
+    opts: WatchOptions,
+) -> Res<(etcd_client::Client, WatchStream)> {
     let mut cl = c.client().await?;
     let mut stream = ok(cl.watch(key, Some(opts)).await, "watch")?;
     let created = collect(c, &mut stream, 0, false).await?;
-    check!(created[0].created(), "first response must be the created one");
+    check!(
+        created[0].created(),
+        "first response must be the created one"
+    );
     Ok((cl, stream))
 }
 
@@ -119,7 +140,10 @@ async fn watch_key(c: &mut Ctx) -> Res {
     ok(cl.put("other", "v", None).await, "put")?;
     ok(cl.delete("k", None).await, "del")?;
     let resps = collect(c, &mut stream, 2, false).await?;
-    let want = vec![("PUT".into(), "k".into(), c.r(1)), ("DELETE".into(), "k".into(), c.r(3))];
+    let want = vec![
+        ("PUT".into(), "k".into(), c.r(1)),
+        ("DELETE".into(), "k".into(), c.r(3)),
+    ];
     check_eq!(event_summary(&resps), want, "events");
     Ok(())
 }
@@ -162,7 +186,11 @@ async fn start_rev_past(c: &mut Ctx) -> Res {
     for v in ["1", "2", "3"] {
         ok(cl.put("k", v, None).await, "put")?;
     }
-    let mut stream = ok(cl.watch("k", Some(WatchOptions::new().with_start_revision(c.r(2)))).await, "watch")?;
+    let mut stream = ok(
+        cl.watch("k", Some(WatchOptions::new().with_start_revision(c.r(2))))
+            .await,
+        "watch",
+    )?;
     let resps = collect(c, &mut stream, 2, false).await?;
     let revs: Vec<i64> = event_summary(&resps).into_iter().map(|e| e.2).collect();
     check_eq!(revs, vec![c.r(2), c.r(3)], "replayed revisions");
@@ -181,7 +209,8 @@ async fn start_rev_now(c: &mut Ctx) -> Res {
 }
 
 async fn start_rev_future(c: &mut Ctx) -> Res {
-    let (mut cl, mut stream) = open(c, "k", WatchOptions::new().with_start_revision(c.r(3))).await?;
+    let (mut cl, mut stream) =
+        open(c, "k", WatchOptions::new().with_start_revision(c.r(3))).await?;
     ok(cl.put("k", "1", None).await, "put")?;
     ok(cl.put("k", "2", None).await, "put")?;
     expect_quiet(c, &mut stream).await?;
@@ -202,7 +231,11 @@ async fn prev_kv(c: &mut Ctx) -> Res {
         .flat_map(|r| r.events())
         .map(|e| e.prev_kv().map(|kv| kv.value().to_vec()))
         .collect();
-    check_eq!(prevs, vec![None, Some(b"1".to_vec()), Some(b"2".to_vec())], "prev values");
+    check_eq!(
+        prevs,
+        vec![None, Some(b"1".to_vec()), Some(b"2".to_vec())],
+        "prev values"
+    );
     Ok(())
 }
 
@@ -212,7 +245,11 @@ async fn filter_noput(c: &mut Ctx) -> Res {
     ok(cl.put("k", "1", None).await, "put")?;
     ok(cl.delete("k", None).await, "del")?;
     let resps = collect(c, &mut stream, 1, false).await?;
-    check_eq!(event_summary(&resps), vec![("DELETE".into(), "k".into(), c.r(2))], "events");
+    check_eq!(
+        event_summary(&resps),
+        vec![("DELETE".into(), "k".into(), c.r(2))],
+        "events"
+    );
     Ok(())
 }
 
@@ -236,16 +273,29 @@ async fn progress_request(c: &mut Ctx) -> Res {
     let resps = collect(c, &mut stream, 0, false).await?;
     let r = &resps[0];
     check!(r.events().is_empty(), "progress response has no events");
-    check_eq!(r.header().map(|h| h.revision()), Some(c.r(2)), "progress revision");
+    check_eq!(
+        r.header().map(|h| h.revision()),
+        Some(c.r(2)),
+        "progress revision"
+    );
     Ok(())
 }
 
 async fn cancel(c: &mut Ctx) -> Res {
     let (mut cl, mut stream) = open(c, "k", WatchOptions::new()).await?;
-    let id = c.obs.steps.last().and_then(|s| s.data["watch_id"].as_i64()).unwrap_or(0);
+    let id = c
+        .obs
+        .steps
+        .last()
+        .and_then(|s| s.data["watch_id"].as_i64())
+        .unwrap_or(0);
     ok(stream.cancel(id).await, "cancel")?;
     let resps = collect(c, &mut stream, 0, true).await?;
-    check_eq!(resps.last().map(|r| r.watch_id()), Some(id), "canceled watch id");
+    check_eq!(
+        resps.last().map(|r| r.watch_id()),
+        Some(id),
+        "canceled watch id"
+    );
     ok(cl.put("k", "v", None).await, "put")?;
     expect_quiet(c, &mut stream).await
 }
@@ -266,12 +316,20 @@ async fn many_on_one_stream(c: &mut Ctx) -> Res {
     let resps = collect(c, &mut stream, WATCHES as usize, false).await?;
     for r in &resps {
         let key = grpc::bytes_text(r.events()[0].kv().expect("kv").key());
-        check_eq!(key, format!("w{:02}", r.watch_id()), "event routed to its watch");
+        check_eq!(
+            key,
+            format!("w{:02}", r.watch_id()),
+            "event routed to its watch"
+        );
     }
     Ok(())
 }
 
-async fn collect_n_responses(c: &mut Ctx, stream: &mut WatchStream, n: usize) -> Res<Vec<WatchResponse>> {
+async fn collect_n_responses(
+    c: &mut Ctx,
+    stream: &mut WatchStream,
+    n: usize,
+) -> Res<Vec<WatchResponse>> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let mut got = collect(c, stream, 0, false).await?;
@@ -284,11 +342,22 @@ async fn txn_atomic(c: &mut Ctx) -> Res {
     let (mut cl, mut stream) = open(c, "t/", WatchOptions::new().with_prefix()).await?;
     let t = Txn::new()
         .when([Compare::version("t/a", CompareOp::Equal, 0)])
-        .and_then([TxnOp::put("t/a", "1", None), TxnOp::put("t/b", "1", None), TxnOp::put("t/c", "1", None)]);
+        .and_then([
+            TxnOp::put("t/a", "1", None),
+            TxnOp::put("t/b", "1", None),
+            TxnOp::put("t/c", "1", None),
+        ]);
     ok(cl.txn(t).await, "txn")?;
     let resps = collect(c, &mut stream, 3, false).await?;
     check_eq!(resps.len(), 1, "responses carrying the txn");
-    check_eq!(event_summary(&resps).iter().map(|e| e.2).collect::<Vec<_>>(), vec![c.r(1); 3], "revisions");
+    check_eq!(
+        event_summary(&resps)
+            .iter()
+            .map(|e| e.2)
+            .collect::<Vec<_>>(),
+        vec![c.r(1); 3],
+        "revisions"
+    );
     Ok(())
 }
 
@@ -297,7 +366,11 @@ async fn delete_range_events(c: &mut Ctx) -> Res {
     for k in ["d/a", "d/b"] {
         ok(cl.put(k, "1", None).await, "put")?;
     }
-    ok(cl.delete("d/", Some(DeleteOptions::new().with_prefix())).await, "del")?;
+    ok(
+        cl.delete("d/", Some(DeleteOptions::new().with_prefix()))
+            .await,
+        "del",
+    )?;
     let resps = collect(c, &mut stream, 4, false).await?;
     let want = vec![
         ("PUT".into(), "d/a".into(), c.r(1)),
@@ -310,7 +383,14 @@ async fn delete_range_events(c: &mut Ctx) -> Res {
 }
 
 /// Converts etcd-client responses into the checker's records.
-pub fn to_record(name: &str, key: &str, range_end: Option<&str>, start: i64, prev_kv: bool, resps: &[WatchResponse]) -> wcheck::WatchRecord {
+pub fn to_record(
+    name: &str,
+    key: &str,
+    range_end: Option<&str>,
+    start: i64,
+    prev_kv: bool,
+    resps: &[WatchResponse],
+) -> wcheck::WatchRecord {
     let responses = resps
         .iter()
         .filter(|r| !r.created() || !r.events().is_empty())
@@ -342,8 +422,16 @@ fn to_kv(kv: &etcd_client::KeyValue) -> wcheck::KeyValue {
 }
 
 fn to_event(e: &etcd_client::Event) -> wcheck::WatchEvent {
-    let kind = if e.event_type() == EventType::Put { wcheck::EventType::Put } else { wcheck::EventType::Delete };
-    wcheck::WatchEvent { kind, kv: e.kv().map(to_kv).expect("event kv"), prev_kv: e.prev_kv().map(to_kv) }
+    let kind = if e.event_type() == EventType::Put {
+        wcheck::EventType::Put
+    } else {
+        wcheck::EventType::Delete
+    };
+    wcheck::WatchEvent {
+        kind,
+        kv: e.kv().map(to_kv).expect("event kv"),
+        prev_kv: e.prev_kv().map(to_kv),
+    }
 }
 
 /// Writes `n` random puts/deletes over 10 keys under `o/`; returns how many revisions they made.
@@ -370,13 +458,37 @@ async fn ordered_no_gaps(c: &mut Ctx) -> Res {
     let resps = collect(c, &mut stream, usize::try_from(revs).unwrap_or(0), false).await?;
     let record = to_record("o", "o/", Some("o0"), c.r(1), true, &resps);
     // A full watch from the first revision is the ground truth for the same stream.
-    let mut full = ok(cl.watch("o/", Some(WatchOptions::new().with_prefix().with_prev_key().with_start_revision(c.r(1)))).await, "watch")?;
+    let mut full = ok(
+        cl.watch(
+            "o/",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_prev_key()
+                    .with_start_revision(c.r(1)),
+            ),
+        )
+        .await,
+        "watch",
+    )?;
     let truth_resps = collect(c, &mut full, usize::try_from(revs).unwrap_or(0), false).await?;
     let truth_record = to_record("truth", "o/", Some("o0"), c.r(1), true, &truth_resps);
-    let truth_events = truth_record.responses.iter().flat_map(|r| r.events.clone()).collect();
+    let truth_events = truth_record
+        .responses
+        .iter()
+        .flat_map(|r| r.events.clone())
+        .collect();
     let truth = wcheck::GroundTruth::new(c.r(1), truth_events);
     let violations = wcheck::check_watch(Some(&truth), &[record]);
-    c.record("checker", serde_json::json!(violations.iter().map(ToString::to_string).collect::<Vec<_>>()));
+    c.record(
+        "checker",
+        serde_json::json!(
+            violations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        ),
+    );
     check!(violations.is_empty(), "watch violations: {violations:?}");
     Ok(())
 }
@@ -387,19 +499,39 @@ async fn resume(c: &mut Ctx) -> Res {
     let first = random_writes(c, &mut cl, 50).await?;
     let resps1 = collect(c, &mut stream, usize::try_from(first).unwrap_or(0), false).await?;
     drop(stream);
-    let last = resps1.iter().flat_map(|r| r.events()).filter_map(|e| e.kv()).map(|kv| kv.mod_revision()).max().unwrap_or(c.r(0));
+    let last = resps1
+        .iter()
+        .flat_map(|r| r.events())
+        .filter_map(|e| e.kv())
+        .map(|kv| kv.mod_revision())
+        .max()
+        .unwrap_or(c.r(0));
     let second = random_writes(c, &mut cl, 50).await?;
-    let opts = WatchOptions::new().with_prefix().with_start_revision(last + 1);
+    let opts = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(last + 1);
     let mut stream2 = ok(cl.watch("o/", Some(opts)).await, "rewatch")?;
     let resps2 = collect(c, &mut stream2, usize::try_from(second).unwrap_or(0), false).await?;
     let r1 = to_record("first", "o/", Some("o0"), c.r(1), false, &resps1);
     let mut r2 = to_record("resumed", "o/", Some("o0"), last + 1, false, &resps2);
     r2.resumes = Some("first".into());
     let violations = wcheck::check_watch(None, &[r1, r2]);
-    c.record("checker", serde_json::json!(violations.iter().map(ToString::to_string).collect::<Vec<_>>()));
+    c.record(
+        "checker",
+        serde_json::json!(
+            violations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        ),
+    );
     check!(violations.is_empty(), "watch violations: {violations:?}");
     let total: usize = resps1.iter().chain(&resps2).map(|r| r.events().len()).sum();
-    check_eq!(i64::try_from(total).unwrap_or(0), first + second, "events across both watches");
+    check_eq!(
+        i64::try_from(total).unwrap_or(0),
+        first + second,
+        "events across both watches"
+    );
     Ok(())
 }
 
@@ -410,7 +542,11 @@ async fn created_header(c: &mut Ctx) -> Res {
     let mut stream = ok(cl.watch("k", None).await, "watch")?;
     let resps = collect(c, &mut stream, 0, false).await?;
     check!(resps[0].created(), "created");
-    check_eq!(resps[0].header().map(|h| h.revision()), Some(c.r(2)), "created header revision");
+    check_eq!(
+        resps[0].header().map(|h| h.revision()),
+        Some(c.r(2)),
+        "created header revision"
+    );
     Ok(())
 }
 
@@ -419,9 +555,21 @@ async fn ctl_watch_rev(c: &mut Ctx) -> Res {
     c.ctl_ok("del k", "1").await?;
     let rev = c.r(1);
     let endpoint = c.endpoints[0].clone();
-    let args: Vec<String> = ["watch", "k", &format!("--rev={rev}")].iter().map(|s| s.to_string()).collect();
-    let out = crate::drivers::etcdctl::run_for(&c.etcdctl_bin, &endpoint, &args, Duration::from_secs(2)).await?;
-    c.record("etcdctl watch (2 s)", serde_json::json!({"stdout": out.stdout}));
-    check_eq!(out.stdout.as_str(), "PUT\nk\n1\nDELETE\nk\n\n", "watch output");
+    let args: Vec<String> = ["watch", "k", &format!("--rev={rev}")]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let out =
+        crate::drivers::etcdctl::run_for(&c.etcdctl_bin, &endpoint, &args, Duration::from_secs(2))
+            .await?;
+    c.record(
+        "etcdctl watch (2 s)",
+        serde_json::json!({"stdout": out.stdout}),
+    );
+    check_eq!(
+        out.stdout.as_str(),
+        "PUT\nk\n1\nDELETE\nk\n\n",
+        "watch output"
+    );
     Ok(())
 }

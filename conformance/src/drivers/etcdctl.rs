@@ -37,7 +37,11 @@ pub async fn run(
         .env_remove("ETCDCTL_ENDPOINTS")
         .arg(format!("--endpoints={endpoints}"))
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

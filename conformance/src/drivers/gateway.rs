@@ -54,10 +54,17 @@ async fn request_inner(
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
+    // One write: a server that answers before reading a separately-sent body and then closes
+    // would make the kernel reset the connection, losing its answer.
+    let request = [head.as_bytes(), body.as_bytes()].concat();
+    stream.write_all(&request).await?;
     let mut raw = Vec::new();
-    stream.take(MAX_RESPONSE_BYTES).read_to_end(&mut raw).await?;
+    match stream.take(MAX_RESPONSE_BYTES).read_to_end(&mut raw).await {
+        Ok(_) => {}
+        // A reset after a complete answer still leaves that answer usable.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !raw.is_empty() => {}
+        Err(e) => return Err(e),
+    }
     parse_response(&raw)
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad http response"))
 }
@@ -82,8 +89,16 @@ pub fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
             content_type = value.to_string();
         }
     }
-    let body = if chunked { decode_chunked(rest)? } else { rest.to_vec() };
-    Some(HttpResponse { status, content_type, body: String::from_utf8_lossy(&body).into_owned() })
+    let body = if chunked {
+        decode_chunked(rest)?
+    } else {
+        rest.to_vec()
+    };
+    Some(HttpResponse {
+        status,
+        content_type,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
 
 fn decode_chunked(mut data: &[u8]) -> Option<Vec<u8>> {
@@ -110,7 +125,9 @@ pub fn b64(bytes: impl AsRef<[u8]>) -> String {
 /// Decodes a base64 field of a gateway response (empty on error).
 pub fn unb64(text: &str) -> Vec<u8> {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(text).unwrap_or_default()
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

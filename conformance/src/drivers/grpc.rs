@@ -29,7 +29,10 @@ pub async fn connect(endpoints: &[String]) -> Result<Client, Error> {
 pub fn bytes_text(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) if s.chars().all(|c| !c.is_control()) => s.to_string(),
-        _ => format!("hex:{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        _ => format!(
+            "hex:{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
     }
 }
 
@@ -38,7 +41,9 @@ pub fn value_text(bytes: &[u8]) -> String {
     if bytes.len() <= VALUE_SHOWN_BYTES_MAX {
         return bytes_text(bytes);
     }
-    let sum = bytes.iter().fold(0u64, |acc, b| acc.wrapping_mul(31).wrapping_add(u64::from(*b)));
+    let sum = bytes.iter().fold(0u64, |acc, b| {
+        acc.wrapping_mul(31).wrapping_add(u64::from(*b))
+    });
     format!("<{} bytes, sum {sum:016x}>", bytes.len())
 }
 
