@@ -185,25 +185,33 @@ impl Wal {
         Ok(())
     }
 
-    /// Appends and waits until the records are durable. Waits for queue room instead of
-    /// failing with `QueueFull`.
-    pub async fn append_durable(&self, records: &[(u8, u64, &[u8])]) -> Result<(), WalError> {
+    /// Like [`Wal::append`], but when the queue is full waits for room (the writer
+    /// finishing a batch) instead of failing with `QueueFull`. Returns once the records
+    /// are queued; `on_durable` runs as for `append`.
+    pub async fn append_when_room(
+        &self,
+        records: &[(u8, u64, &[u8])],
+        on_durable: DurableCallback,
+    ) -> Result<(), WalError> {
         let shared = &self.inner.shared;
         let framed: usize = records.iter().map(|r| frame_len(r.2.len())).sum();
         let room =
             || shared.refusal().is_some() || shared.queue.borrow().has_room(records.len(), framed);
         shared.room_wake.wait_until(room).await;
+        self.append(records, on_durable)
+    }
+
+    /// Appends and waits until the records are durable (waiting for queue room first).
+    pub async fn append_durable(&self, records: &[(u8, u64, &[u8])]) -> Result<(), WalError> {
         let result = Rc::new(RefCell::new(None));
         let slot = result.clone();
         let done = Rc::new(shared::Notify::default());
         let wake = done.clone();
-        self.append(
-            records,
-            Box::new(move |r| {
-                *slot.borrow_mut() = Some(r);
-                wake.notify_all();
-            }),
-        )?;
+        let on_durable = Box::new(move |r| {
+            *slot.borrow_mut() = Some(r);
+            wake.notify_all();
+        });
+        self.append_when_room(records, on_durable).await?;
         done.wait_until(|| result.borrow().is_some()).await;
         result.take().expect("set before the wake")
     }

@@ -232,3 +232,40 @@ fn second_open_is_locked_out_and_limits_are_enforced() {
         ));
     });
 }
+
+#[test]
+fn full_queue_refuses_append_but_append_when_room_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (wal, _) = Wal::open(small_opts(&path, 1 << 20)).await.unwrap();
+        let body = [1u8; 8];
+        let acked = Rc::new(RefCell::new(0u64));
+        let mut refused = 0;
+        // no await in this loop: the writer cannot drain, so the queue must fill up
+        for i in 0..(ketch_wal::QUEUE_MAX_RECORDS as u64 + 10) {
+            let a = acked.clone();
+            let cb = Box::new(move |r: Result<(), WalError>| {
+                r.unwrap();
+                *a.borrow_mut() += 1;
+            });
+            match wal.append(&[(1, i, &body)], cb) {
+                Ok(()) => {}
+                Err(WalError::QueueFull { .. }) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(refused >= 10, "queue bound not enforced: {refused} refused");
+        let a = acked.clone();
+        let cb = Box::new(move |r: Result<(), WalError>| {
+            r.unwrap();
+            *a.borrow_mut() += 1;
+        });
+        wal.append_when_room(&[(1, u64::MAX, &body)], cb)
+            .await
+            .unwrap();
+        wal.close().await.unwrap();
+        let queued = ketch_wal::QUEUE_MAX_RECORDS as u64 + 10 - refused + 1;
+        assert_eq!(*acked.borrow(), queued);
+    });
+}
