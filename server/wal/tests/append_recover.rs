@@ -269,3 +269,46 @@ fn full_queue_refuses_append_but_append_when_room_waits() {
         assert_eq!(*acked.borrow(), queued);
     });
 }
+
+#[test]
+fn one_batch_spanning_several_segments_is_synced_in_each_before_its_callback() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let opts = small_opts(&path, 16 << 10);
+        let (wal, _) = Wal::open(opts.clone()).await.unwrap();
+        let bodies: Vec<Vec<u8>> = (0..100u64).map(|i| vec![i as u8; 1000]).collect();
+        let recs: Vec<_> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (1u8, i as u64, b.as_slice()))
+            .collect();
+        let fsyncs_at_callback = Rc::new(RefCell::new(None));
+        let (seen, w) = (fsyncs_at_callback.clone(), wal.clone());
+        let cb = Box::new(move |r: Result<(), WalError>| {
+            r.unwrap();
+            *seen.borrow_mut() = Some(w.metrics().fsyncs);
+        });
+        wal.append(&recs, cb).unwrap();
+        wal.append_durable(&[]).await.unwrap();
+        let segments = wal.segment_paths().len() as u64;
+        assert!(segments >= 7, "100 KB in 16 KiB segments: {segments}");
+        let m = wal.metrics();
+        assert_eq!(
+            m.batches, 2,
+            "one append is one batch, however many segments it spans"
+        );
+        assert_eq!(m.segment_rollovers, segments - 1);
+        // one fdatasync per segment written, all done before the callback ran
+        assert_eq!(*fsyncs_at_callback.borrow(), Some(segments));
+        wal.close().await.unwrap();
+        let (_wal, rec) = Wal::open(opts).await.unwrap();
+        assert_eq!(rec.records.len(), 100);
+        assert!(
+            rec.records
+                .iter()
+                .enumerate()
+                .all(|(i, r)| r.body == bodies[i])
+        );
+    });
+}
