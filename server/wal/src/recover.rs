@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 use crate::error::WalError;
-use crate::frame::{align_down, align_up, parse_segment_file_name};
+use crate::frame::{SegmentHeader, align_down, align_up, parse_segment_file_name};
 use crate::prealloc::TMP_SUFFIX;
 use crate::scan::{SegmentScan, Tail, scan_segment};
 use crate::segment_file::{IoMode, SegmentFile, io_err, sync_dir};
@@ -42,6 +42,9 @@ pub(crate) struct Recovered {
     pub last_crc: u32,
 }
 
+/// Largest O_DIRECT alignment handled (segment sizes are multiples of it).
+const MAX_ALIGN_BYTES: usize = 4096;
+
 /// Where the last valid segment ends, to resume appending there.
 struct SegmentEnd {
     path: PathBuf,
@@ -64,12 +67,7 @@ pub(crate) async fn recover(dir: &Path, mode: IoMode) -> Result<Recovered, WalEr
         let is_last = k + 1 == listed.len();
         let file = SegmentFile::open(path, mode, false).await?;
         let bytes = file.read_all().await?;
-        let corrupt = |offset, reason: String| WalError::Corrupt {
-            path: path.clone(),
-            offset,
-            reason,
-        };
-        let scan = scan_segment(&bytes, is_last).map_err(|c| corrupt(c.offset, c.reason))?;
+        let scan = scan_segment(&bytes, is_last).map_err(|c| corrupt(path, c.offset, c.reason))?;
         let SegmentScan::Records {
             header,
             records: found,
@@ -78,44 +76,21 @@ pub(crate) async fn recover(dir: &Path, mode: IoMode) -> Result<Recovered, WalEr
             tail,
         } = scan
         else {
-            // The last segment was created but its first write never landed: drop it.
-            file.close().await?;
-            glommio::io::remove(path)
-                .await
-                .map_err(|e| io_err("remove", path, e))?;
-            sync_dir(dir).await?;
+            drop_unwritten_segment(dir, file, path).await?;
             truncated_tail = Some((path.clone(), 0));
             next_seq = *seq;
             break;
         };
-        if (header.seq, header.first_index) != (*seq, *first_index) {
-            return Err(corrupt(
-                0,
-                "segment header does not match the file name".into(),
-            ));
-        }
-        if let Some(prev) = &end
-            && header.prev_crc != prev.last_crc
-        {
-            let reason = format!(
-                "CRC chain broken: header prev_crc {:#010x} but {} ends (at byte {}) with {:#010x}",
-                header.prev_crc,
-                prev.path.display(),
-                prev.end_offset,
-                prev.last_crc
-            );
-            return Err(corrupt(0, reason));
-        }
-        let max_index = found.iter().map(|r| r.index).max();
+        check_header(path, (*seq, *first_index), &header, end.as_ref())?;
+        segments.push_back(SegmentInfo {
+            path: path.clone(),
+            max_index: found.iter().map(|r| r.index).max(),
+        });
         records.extend(found.into_iter().map(|r| RecoveredRecord {
             kind: r.kind,
             index: r.index,
             body: bytes[r.body].to_vec(),
         }));
-        segments.push_back(SegmentInfo {
-            path: path.clone(),
-            max_index,
-        });
         if let Tail::Torn {
             offset,
             nonzero_end,
@@ -125,15 +100,7 @@ pub(crate) async fn recover(dir: &Path, mode: IoMode) -> Result<Recovered, WalEr
             truncated_tail = Some((path.clone(), offset));
         }
         file.close().await?;
-        let block_start = align_down(end_offset as usize, 4096);
-        end = Some(SegmentEnd {
-            path: path.clone(),
-            capacity: header.segment_size_bytes,
-            end_offset,
-            last_crc,
-            block_start: block_start as u64,
-            block: bytes[block_start..end_offset as usize].to_vec(),
-        });
+        end = Some(SegmentEnd::new(path, &header, end_offset, last_crc, &bytes));
     }
     let last_crc = end.as_ref().map_or(0, |e| e.last_crc);
     let active = match end {
@@ -153,6 +120,76 @@ pub(crate) async fn recover(dir: &Path, mode: IoMode) -> Result<Recovered, WalEr
         next_seq,
         last_crc,
     })
+}
+
+fn corrupt(path: &Path, offset: u64, reason: String) -> WalError {
+    WalError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    }
+}
+
+impl SegmentEnd {
+    fn new(
+        path: &Path,
+        header: &SegmentHeader,
+        end_offset: u64,
+        last_crc: u32,
+        bytes: &[u8],
+    ) -> Self {
+        let block_start = align_down(end_offset as usize, MAX_ALIGN_BYTES);
+        SegmentEnd {
+            path: path.to_path_buf(),
+            capacity: header.segment_size_bytes,
+            end_offset,
+            last_crc,
+            block_start: block_start as u64,
+            block: bytes[block_start..end_offset as usize].to_vec(),
+        }
+    }
+}
+
+/// The header must match the file name, and continue the CRC chain of the segment before.
+fn check_header(
+    path: &Path,
+    (seq, first_index): (u64, u64),
+    header: &SegmentHeader,
+    prev: Option<&SegmentEnd>,
+) -> Result<(), WalError> {
+    if (header.seq, header.first_index) != (seq, first_index) {
+        return Err(corrupt(
+            path,
+            0,
+            "segment header does not match the file name".into(),
+        ));
+    }
+    match prev {
+        Some(prev) if header.prev_crc != prev.last_crc => {
+            let reason = format!(
+                "CRC chain broken: header prev_crc {:#010x} but {} ends (at byte {}) with {:#010x}",
+                header.prev_crc,
+                prev.path.display(),
+                prev.end_offset,
+                prev.last_crc
+            );
+            Err(corrupt(path, 0, reason))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The last segment was renamed into place but its first write never landed: delete it.
+async fn drop_unwritten_segment(
+    dir: &Path,
+    file: SegmentFile,
+    path: &Path,
+) -> Result<(), WalError> {
+    file.close().await?;
+    glommio::io::remove(path)
+        .await
+        .map_err(|e| io_err("remove", path, e))?;
+    sync_dir(dir).await
 }
 
 /// Segment files sorted by sequence number, after deleting unfinished preallocations.
@@ -205,6 +242,10 @@ async fn zero_torn_tail(
 async fn reopen_for_append(e: SegmentEnd, mode: IoMode) -> Result<Active, WalError> {
     let file = SegmentFile::open(&e.path, mode, false).await?;
     let align = file.alignment() as u64;
+    assert!(
+        align as usize <= MAX_ALIGN_BYTES,
+        "O_DIRECT alignment {align} above {MAX_ALIGN_BYTES}"
+    );
     let tail_start = e.end_offset / align * align;
     let skip = (tail_start - e.block_start) as usize;
     Ok(Active {

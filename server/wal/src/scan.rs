@@ -84,9 +84,7 @@ pub fn scan_segment(bytes: &[u8], is_last: bool) -> Result<SegmentScan, Corrupti
                 crc = h.crc;
                 pos += h.frame_len();
             }
-            FrameCheck::End => break None,
-            FrameCheck::Torn => break Some("torn"),
-            FrameCheck::Invalid(reason) => break Some(reason),
+            FrameCheck::Stop(stop) => break stop,
         }
     };
     let tail = classify_tail(bytes, pos, stop, is_last)?;
@@ -99,56 +97,58 @@ pub fn scan_segment(bytes: &[u8], is_last: bool) -> Result<SegmentScan, Corrupti
     })
 }
 
+/// Why the frame loop stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// An all-zero frame header (or the end of the file): the end of the records.
+    End,
+    /// A frame that is not valid and shows signs of a write that did not fully land.
+    Torn,
+    /// A frame that is not valid, for this reason.
+    Invalid(&'static str),
+}
+
+enum FrameCheck {
+    Valid(FrameHeader),
+    Stop(Stop),
+}
+
 /// Decides what the bytes from `pos` on mean, given why the frame loop stopped.
-fn classify_tail(
-    bytes: &[u8],
-    pos: usize,
-    stop: Option<&'static str>,
-    is_last: bool,
-) -> Result<Tail, Corruption> {
+fn classify_tail(bytes: &[u8], pos: usize, stop: Stop, is_last: bool) -> Result<Tail, Corruption> {
     let nonzero_end = bytes.iter().rposition(|&b| b != 0).map_or(pos, |i| i + 1);
+    let torn = Tail::Torn {
+        offset: pos as u64,
+        nonzero_end: nonzero_end.max(pos) as u64,
+    };
     match stop {
-        Some("torn") if is_last => Ok(Tail::Torn {
-            offset: pos as u64,
-            nonzero_end: nonzero_end.max(pos) as u64,
-        }),
-        Some("torn") => Err(corrupt(
+        Stop::Torn if is_last => Ok(torn),
+        Stop::Torn => Err(corrupt(
             pos,
             "torn record in a segment that is not the last",
         )),
-        Some(reason) => Err(corrupt(pos, reason)),
-        None if nonzero_end <= pos => Ok(Tail::Clean),
+        Stop::Invalid(reason) => Err(corrupt(pos, reason)),
+        Stop::End if nonzero_end <= pos => Ok(Tail::Clean),
         // A zero frame header followed by data: the first sectors of the last batch
         // never reached the disk but later ones did.
-        None if is_last => Ok(Tail::Torn {
-            offset: pos as u64,
-            nonzero_end: nonzero_end as u64,
-        }),
-        None => Err(corrupt(
+        Stop::End if is_last => Ok(torn),
+        Stop::End => Err(corrupt(
             pos,
             "data after the end of records in a finished segment",
         )),
     }
 }
 
-enum FrameCheck {
-    Valid(FrameHeader),
-    End,
-    Torn,
-    Invalid(&'static str),
-}
-
 fn check_frame(bytes: &[u8], pos: usize, prev_crc: u32, file_truncated: bool) -> FrameCheck {
     let rest = &bytes[pos.min(bytes.len())..];
     let Some(hb) = rest.first_chunk::<FRAME_HEADER_BYTES>() else {
-        return match (is_all_zero(rest), file_truncated) {
-            (true, _) => FrameCheck::End,
-            (false, true) => FrameCheck::Torn,
-            (false, false) => FrameCheck::Invalid("partial frame header at end of segment"),
-        };
+        return FrameCheck::Stop(match (is_all_zero(rest), file_truncated) {
+            (true, _) => Stop::End,
+            (false, true) => Stop::Torn,
+            (false, false) => Stop::Invalid("partial frame header at end of segment"),
+        });
     };
     if is_all_zero(hb) {
-        return FrameCheck::End;
+        return FrameCheck::Stop(Stop::End);
     }
     let h = FrameHeader::parse(hb);
     let end = pos + h.frame_len();
@@ -157,7 +157,7 @@ fn check_frame(bytes: &[u8], pos: usize, prev_crc: u32, file_truncated: bool) ->
         "bad frame header (version or reserved bytes)"
     } else if end > bytes.len() {
         if file_truncated {
-            return FrameCheck::Torn; // the file was cut inside this frame
+            return FrameCheck::Stop(Stop::Torn); // the file was cut inside this frame
         }
         "frame length runs past the end of the segment"
     } else if crc32c::crc32c_append(prev_crc, &bytes[pos + 4..end]) != h.crc {
@@ -166,9 +166,9 @@ fn check_frame(bytes: &[u8], pos: usize, prev_crc: u32, file_truncated: bool) ->
         return FrameCheck::Valid(h);
     };
     if has_zero_sector(bytes, pos, content_end.min(bytes.len())) {
-        FrameCheck::Torn
+        FrameCheck::Stop(Stop::Torn)
     } else {
-        FrameCheck::Invalid(failure)
+        FrameCheck::Stop(Stop::Invalid(failure))
     }
 }
 
