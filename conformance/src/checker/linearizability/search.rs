@@ -141,6 +141,7 @@ struct Search<'a> {
     stack: Vec<Frame>,
     cache: HashSet<(Vec<u64>, RegisterState)>,
     deepest: Vec<usize>,
+    agree: usize,
     deepest_state: RegisterState,
 }
 
@@ -165,12 +166,18 @@ impl Search<'_> {
         });
         self.state = next;
         self.list.lift(node);
-        if self.stack.len() > self.deepest.len() {
-            self.deepest = self
-                .stack
-                .iter()
-                .map(|f| self.list.events[f.event].op)
-                .collect();
+        // Keep `deepest` (the longest prefix so far) without copying the stack on every push:
+        // `agree` is how much of the stack's bottom `deepest` still matches.
+        let depth = self.stack.len();
+        if self.agree == depth - 1 && self.deepest.get(depth - 1) == Some(&op) {
+            self.agree = depth;
+        }
+        if depth > self.deepest.len() {
+            self.deepest.truncate(self.agree);
+            let events = &self.list.events;
+            self.deepest
+                .extend(self.stack[self.agree..].iter().map(|f| events[f.event].op));
+            self.agree = depth;
             self.deepest_state = self.state;
         }
         true
@@ -179,6 +186,7 @@ impl Search<'_> {
     /// Undo the last linearization; returns the node to continue from.
     fn backtrack(&mut self) -> Option<usize> {
         let frame = self.stack.pop()?;
+        self.agree = self.agree.min(self.stack.len());
         self.state = frame.state_before;
         self.linearized.clear(self.list.events[frame.event].op);
         self.list.unlift(frame.event);
@@ -215,6 +223,7 @@ pub(crate) fn search(ops: &[TimedOp], initial: RegisterState, deadline: Instant)
         stack: Vec::new(),
         cache: HashSet::new(),
         deepest: Vec::new(),
+        agree: 0,
         deepest_state: initial,
     };
     let mut node = s.list.next[HEAD];
