@@ -186,6 +186,6 @@ mod tests {
         assert!(a < b);
         assert_eq!(parse_segment_file_name(&b), Some((10, 5)));
         assert_eq!(parse_segment_file_name("x.wal"), None);
-        assert_eq!(parse_segment_file_name("0.tmp"), None);
+        assert_eq!(parse_segment_file_name("0000000000000000.wal.tmp"), None);
     }
 }

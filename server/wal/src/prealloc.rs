@@ -11,9 +11,9 @@ use crate::error::WalError;
 use crate::segment_file::{IoMode, SegmentFile};
 
 /// Suffix of segments being prepared; such files are deleted at open.
-pub(crate) const TMP_SUFFIX: &str = ".tmp";
+pub(crate) const TMP_SUFFIX: &str = ".wal.tmp";
 
-/// A zero-filled segment file (named `*.tmp`), durable, ready to be renamed into the log.
+/// A zero-filled segment file (named `*.wal.tmp`), durable, ready to be renamed into the log.
 pub(crate) struct ReadySegment {
     pub file: SegmentFile,
 }
