@@ -7,18 +7,17 @@
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::{
-    Client, Compare as EtcdCompare, CompareOp, EventType as EtcdEventType, Txn, TxnOp, WatchOptions,
-};
+use etcd_client::{Client, WatchOptions};
 use ketch_conformance::checker::linearizability::{
     CasAction, CheckResult, Compare, History, Limits, OpInput, OpOutput, OpResult, Operation,
     check_history,
 };
+use ketch_conformance::checker::record::Recorder;
 use ketch_conformance::checker::watch::{
-    EventType, GroundTruth, KeyValue, WatchEvent, WatchRecord, WatchResponse, check_watch,
-    prefix_range_end,
+    GroundTruth, WatchRecord, WatchResponse, check_watch, prefix_range_end,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -103,200 +102,50 @@ impl Etcd {
     }
 }
 
-fn now_ns(origin: Instant) -> u64 {
-    u64::try_from(origin.elapsed().as_nanos()).expect("test runs less than 584 years")
-}
-
-fn header_rev(h: Option<&etcd_client::ResponseHeader>) -> Option<i64> {
-    h.map(|h| h.revision())
-}
-
-/// Run one operation against etcd and describe its outcome; errors are unknown outcomes.
-async fn execute(client: &mut Client, key: &str, input: &OpInput) -> OpOutput {
-    let result = match input {
-        OpInput::Put { value } => {
-            let r = tokio::time::timeout(OP_TIMEOUT, client.put(key, value.as_str(), None)).await;
-            r.ok().and_then(Result::ok).map(|r| OpResult::Put {
-                revision: header_rev(r.header()),
-            })
-        }
-        OpInput::Get => {
-            let r = tokio::time::timeout(OP_TIMEOUT, client.get(key, None)).await;
-            r.ok().and_then(Result::ok).map(|r| {
-                let kv = r.kvs().first();
-                OpResult::Get {
-                    value: kv.map(|kv| kv.value_str().expect("utf-8 values").to_owned()),
-                    mod_revision: kv.map(|kv| kv.mod_revision()),
-                    header_revision: header_rev(r.header()),
-                }
-            })
-        }
-        OpInput::Delete => {
-            let r = tokio::time::timeout(OP_TIMEOUT, client.delete(key, None)).await;
-            r.ok().and_then(Result::ok).map(|r| OpResult::Delete {
-                deleted: Some(r.deleted()),
-                revision: header_rev(r.header()),
-            })
-        }
-        OpInput::CompareAndSwap {
-            compare: Compare::ModRevision(rev),
-            action: CasAction::Put { value },
-        } => {
-            let txn = Txn::new()
-                .when([EtcdCompare::mod_revision(key, CompareOp::Equal, *rev)])
-                .and_then([TxnOp::put(key, value.as_str(), None)]);
-            let r = tokio::time::timeout(OP_TIMEOUT, client.txn(txn)).await;
-            r.ok()
-                .and_then(Result::ok)
-                .map(|r| OpResult::CompareAndSwap {
-                    succeeded: r.succeeded(),
-                    revision: header_rev(r.header()),
-                })
-        }
-        other => unreachable!("this test does not issue {other:?}"),
-    };
-    result.map_or(OpOutput::Unknown, OpOutput::Ok)
-}
-
 async fn run_client(
     mut client: Client,
     id: u32,
     prefix: String,
     seed: u64,
-    origin: Instant,
-) -> Vec<Operation> {
+    recorder: Arc<Recorder>,
+) {
     let mut rng = StdRng::seed_from_u64(seed ^ u64::from(id));
-    let mut last_seen: BTreeMap<String, i64> = BTreeMap::new();
-    let mut ops = Vec::with_capacity(OPS_PER_CLIENT);
+    // What this client last read of each key: (mod revision, value); compare-and-swaps use it.
+    let mut last_seen: BTreeMap<String, (i64, String)> = BTreeMap::new();
     for i in 0..OPS_PER_CLIENT {
         let key = format!("{prefix}{}", rng.random_range(0..KEYS));
         let value = format!("c{id}-{i}");
-        let input = match rng.random_range(0..10) {
+        let (seen_rev, seen_value) = last_seen.get(&key).cloned().unwrap_or((0, "none".into()));
+        let input = match rng.random_range(0..12) {
             0..=3 => OpInput::Get,
             4..=6 => OpInput::Put { value },
             7 => OpInput::Delete,
+            8 | 9 => OpInput::CompareAndSwap {
+                compare: Compare::ModRevision(seen_rev),
+                action: CasAction::Put { value },
+            },
+            10 => OpInput::CompareAndSwap {
+                compare: Compare::Value(seen_value),
+                action: CasAction::Put { value },
+            },
             _ => OpInput::CompareAndSwap {
-                compare: Compare::ModRevision(last_seen.get(&key).copied().unwrap_or(0)),
-                action: CasAction::Put { value },
+                compare: Compare::ModRevision(seen_rev),
+                action: CasAction::Delete,
             },
         };
-        let call_ns = now_ns(origin);
-        let output = execute(&mut client, &key, &input).await;
-        let return_ns = now_ns(origin);
-        if let OpOutput::Ok(OpResult::Get { mod_revision, .. }) = &output {
-            last_seen.insert(key.clone(), mod_revision.unwrap_or(0));
+        let output = recorder.run(&mut client, id, &key, input, OP_TIMEOUT).await;
+        if let OpOutput::Ok(OpResult::Get {
+            mod_revision,
+            value,
+            ..
+        }) = output
+        {
+            let seen = (
+                mod_revision.unwrap_or(0),
+                value.unwrap_or_else(|| "none".into()),
+            );
+            last_seen.insert(key, seen);
         }
-        let return_ns = (output != OpOutput::Unknown).then_some(return_ns);
-        ops.push(Operation {
-            client: id,
-            call_ns,
-            return_ns,
-            key,
-            input,
-            output,
-        });
-    }
-    ops
-}
-
-/// The committed changes, rebuilt from the writes' results in revision order.
-fn truth_from_history(history: &History) -> GroundTruth {
-    let mut writes: Vec<(i64, &Operation)> = history
-        .operations
-        .iter()
-        .filter_map(|op| match (&op.input, &op.output) {
-            (OpInput::Put { .. }, OpOutput::Ok(OpResult::Put { revision: Some(r) })) => {
-                Some((*r, op))
-            }
-            (
-                OpInput::Delete,
-                OpOutput::Ok(OpResult::Delete {
-                    deleted: Some(1),
-                    revision: Some(r),
-                }),
-            ) => Some((*r, op)),
-            (
-                _,
-                OpOutput::Ok(OpResult::CompareAndSwap {
-                    succeeded: true,
-                    revision: Some(r),
-                }),
-            ) => Some((*r, op)),
-            _ => None,
-        })
-        .collect();
-    writes.sort_by_key(|(r, _)| *r);
-    let mut current: BTreeMap<&str, KeyValue> = BTreeMap::new();
-    let mut events = Vec::new();
-    for (rev, op) in writes {
-        let prev = current.get(op.key.as_str()).cloned();
-        let value = match &op.input {
-            OpInput::Put { value }
-            | OpInput::CompareAndSwap {
-                action: CasAction::Put { value },
-                ..
-            } => value,
-            _ => {
-                current.remove(op.key.as_str());
-                let kv = KeyValue {
-                    key: op.key.clone(),
-                    value: String::new(),
-                    create_revision: 0,
-                    mod_revision: rev,
-                    version: 0,
-                };
-                events.push(WatchEvent {
-                    kind: EventType::Delete,
-                    kv,
-                    prev_kv: prev,
-                });
-                continue;
-            }
-        };
-        let kv = KeyValue {
-            key: op.key.clone(),
-            value: value.clone(),
-            create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
-            mod_revision: rev,
-            version: prev.as_ref().map_or(1, |p| p.version + 1),
-        };
-        current.insert(op.key.as_str(), kv.clone());
-        events.push(WatchEvent {
-            kind: EventType::Put,
-            kv,
-            prev_kv: prev,
-        });
-    }
-    GroundTruth::new(1, events)
-}
-
-fn convert_kv(kv: &etcd_client::KeyValue) -> KeyValue {
-    KeyValue {
-        key: kv.key_str().expect("utf-8 key").to_owned(),
-        value: kv.value_str().expect("utf-8 value").to_owned(),
-        create_revision: kv.create_revision(),
-        mod_revision: kv.mod_revision(),
-        version: kv.version(),
-    }
-}
-
-fn convert_response(resp: &etcd_client::WatchResponse) -> WatchResponse {
-    let events = resp
-        .events()
-        .iter()
-        .map(|e| WatchEvent {
-            kind: match e.event_type() {
-                EtcdEventType::Put => EventType::Put,
-                EtcdEventType::Delete => EventType::Delete,
-            },
-            kv: convert_kv(e.kv().expect("events carry a kv")),
-            prev_kv: e.prev_kv().map(convert_kv),
-        })
-        .collect();
-    WatchResponse {
-        header_revision: header_rev(resp.header()).unwrap_or(0),
-        events,
-        fragment: false,
     }
 }
 
@@ -327,7 +176,7 @@ async fn concurrent_history_on_real_etcd_is_linearizable() {
         .await
         .expect("watch");
 
-    let origin = Instant::now();
+    let recorder = Arc::new(Recorder::new());
     let mut tasks = Vec::new();
     for id in 0..CLIENTS {
         let client = etcd.client().await;
@@ -336,20 +185,45 @@ async fn concurrent_history_on_real_etcd_is_linearizable() {
             id,
             prefix.clone(),
             seed,
-            origin,
+            Arc::clone(&recorder),
         )));
     }
-    let mut operations = Vec::new();
     for t in tasks {
-        operations.extend(t.await.expect("client task"));
+        t.await.expect("client task");
     }
-    let history = History::new(operations);
+    let history = Arc::into_inner(recorder)
+        .expect("clients are done")
+        .into_history();
     let unknown = history
         .operations
         .iter()
         .filter(|o| o.output == OpOutput::Unknown)
         .count();
     assert_eq!(unknown, 0, "no faults here, so every operation completes");
+    let cas = |ok: bool| {
+        let outcome = OpOutput::Ok(OpResult::CompareAndSwap {
+            succeeded: ok,
+            revision: None,
+        });
+        let same = |o: &OpOutput| match (o, &outcome) {
+            (OpOutput::Ok(OpResult::CompareAndSwap { succeeded, .. }), _) => *succeeded == ok,
+            _ => false,
+        };
+        history
+            .operations
+            .iter()
+            .filter(|o| same(&o.output))
+            .count()
+    };
+    println!(
+        "compare-and-swaps: {} succeeded, {} failed",
+        cas(true),
+        cas(false)
+    );
+    assert!(
+        cas(true) > 0 && cas(false) > 0,
+        "both compare-and-swap outcomes are exercised"
+    );
     let verdict = check_history(&history, Limits::default());
     assert_eq!(verdict, CheckResult::Linearizable, "{verdict}");
 
@@ -357,7 +231,7 @@ async fn concurrent_history_on_real_etcd_is_linearizable() {
     assert_stale_read_caught(&history);
 
     // The watch saw exactly the committed writes, in order, with correct prev_kv.
-    let truth = truth_from_history(&history);
+    let truth = GroundTruth::from_history(&history);
     let last = truth.events.last().expect("some writes").kv.mod_revision;
     let mut record = WatchRecord {
         name: "prefix".into(),
@@ -376,7 +250,7 @@ async fn concurrent_history_on_real_etcd_is_linearizable() {
             .expect("watch caught up in time");
         let resp = msg.expect("watch stream").expect("watch open");
         if !resp.events().is_empty() {
-            record.responses.push(convert_response(&resp));
+            record.responses.push(WatchResponse::from_etcd(&resp));
         }
     }
     let violations = check_watch(Some(&truth), &[record]);

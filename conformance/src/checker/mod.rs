@@ -5,7 +5,11 @@
 //! - [`watch`]: watch-stream guarantees (ordered, unique, atomic, reliable, resumable,
 //!   prev_kv correct) against the write history or across streams.
 //!
-//! Both are pure: they take recorded data and return findings; recording is the caller's job.
+//! - [`record`]: recording through the real `etcd-client` (operations, watch responses) and
+//!   rebuilding the committed changes from a history.
+//!
+//! The checkers are pure: they take recorded data and return findings.
 
 pub mod linearizability;
+pub mod record;
 pub mod watch;
