@@ -201,19 +201,8 @@ async fn concurrent_history_on_real_etcd_is_linearizable() {
         .count();
     assert_eq!(unknown, 0, "no faults here, so every operation completes");
     let cas = |ok: bool| {
-        let outcome = OpOutput::Ok(OpResult::CompareAndSwap {
-            succeeded: ok,
-            revision: None,
-        });
-        let same = |o: &OpOutput| match (o, &outcome) {
-            (OpOutput::Ok(OpResult::CompareAndSwap { succeeded, .. }), _) => *succeeded == ok,
-            _ => false,
-        };
-        history
-            .operations
-            .iter()
-            .filter(|o| same(&o.output))
-            .count()
+        let outcome_is = |o: &Operation| matches!(&o.output, OpOutput::Ok(OpResult::CompareAndSwap { succeeded, .. }) if *succeeded == ok);
+        history.operations.iter().filter(|o| outcome_is(o)).count()
     };
     println!(
         "compare-and-swaps: {} succeeded, {} failed",
