@@ -78,6 +78,8 @@ async fn main() -> anyhow::Result<()> {
     );
     let started = Instant::now();
     let started_utc = utc_now();
+    // Read at the start: other work may be committed while a long run goes on.
+    let git_revision = git_revision();
     let mut reports = Vec::with_capacity(scenarios.len());
     for s in &scenarios {
         let r = runner::run_scenario(s, &targets, &cfg).await;
@@ -88,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         targets: targets.iter().map(Target::label).collect(),
         seed: args.seed,
-        git_revision: git_revision(),
+        git_revision,
         etcd_version: tool_version(&args.etcd_bin),
         started_utc,
         duration_s: started.elapsed().as_secs(),

@@ -131,6 +131,10 @@ async fn run_inner(s: &Scenario, target: &Target, cfg: &RunConfig) -> Inner {
     ctx.proxies = proxies;
     ctx.base_rev = current_revision(&ctx).await.unwrap_or(1);
     let result = (s.run)(&mut ctx).await;
+    if let Err(ScenarioError::Check(why)) = &result {
+        // The failing step is often an unrecorded error: keep it in the transcript for the diff.
+        ctx.record("scenario failed", Value::String(why.clone()));
+    }
     let subs = substitutions(&ctx);
     let obs = std::mem::take(&mut ctx.obs);
     // Dropping ctx (and its cluster) kills every server it started.

@@ -52,6 +52,3 @@ pub fn counts(scenarios: &[Scenario]) -> Vec<(Area, usize)> {
         .map(|a| (*a, scenarios.iter().filter(|s| s.area == *a).count()))
         .collect()
 }
-
-/// Behaviours of etcd 3.4.23 that make an item of the list inapplicable as a scenario.
-pub const INAPPLICABLE: &[(&str, &str)] = &[];
