@@ -1,12 +1,64 @@
 //! MVCC store hot paths: put (256 B values over 100k keys), range of one key, range of a
 //! 100-key prefix, and a compare-and-swap txn, on a store preloaded with 100k keys.
 //! Run: `cargo bench -p ketch-benches --bench mvcc`.
+//!
+//! Times are the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall time: the
+//! machines these run on are shared with builds, and CPU time is what the store costs.
 
 use bytes::Bytes;
+use std::time::Duration;
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use ketch_mvcc::Store;
 use ketch_proto::compare::{CompareResult, CompareTarget, TargetUnion};
 use ketch_proto::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest, request_op};
+
+/// Criterion measurement by the calling thread's CPU time.
+struct ThreadCpuTime;
+
+fn thread_cpu_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        thread_cpu_now()
+    }
+
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_now().saturating_sub(start)
+    }
+
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        static WALL: WallTime = WallTime;
+        WALL.formatter()
+    }
+}
+
+type Bench = Criterion<ThreadCpuTime>;
 
 const KEY_COUNT: usize = 100_000;
 const VALUE_BYTES: usize = 256;
@@ -16,7 +68,11 @@ fn key(i: usize) -> Bytes {
 }
 
 fn put_req(i: usize) -> PutRequest {
-    PutRequest { key: key(i), value: Bytes::from(vec![b'v'; VALUE_BYTES]), ..Default::default() }
+    PutRequest {
+        key: key(i),
+        value: Bytes::from(vec![b'v'; VALUE_BYTES]),
+        ..Default::default()
+    }
 }
 
 fn loaded_store() -> Store {
@@ -29,7 +85,7 @@ fn loaded_store() -> Store {
     s
 }
 
-fn bench_put(c: &mut Criterion, store: &Store) {
+fn bench_put(c: &mut Bench, store: &Store) {
     let mut g = c.benchmark_group("mvcc");
     g.throughput(Throughput::Elements(1));
     let reqs: Vec<PutRequest> = (0..KEY_COUNT).map(put_req).collect();
@@ -62,11 +118,15 @@ fn bench_put(c: &mut Criterion, store: &Store) {
     g.finish();
 }
 
-fn bench_range(c: &mut Criterion, store: &Store) {
+fn bench_range(c: &mut Bench, store: &Store) {
     let mut g = c.benchmark_group("mvcc");
     g.throughput(Throughput::Elements(1));
-    let singles: Vec<RangeRequest> =
-        (0..KEY_COUNT).map(|i| RangeRequest { key: key(i), ..Default::default() }).collect();
+    let singles: Vec<RangeRequest> = (0..KEY_COUNT)
+        .map(|i| RangeRequest {
+            key: key(i),
+            ..Default::default()
+        })
+        .collect();
     g.bench_function("range_single_key", |b| {
         let mut i = 0;
         b.iter(|| {
@@ -102,17 +162,23 @@ fn cas(i: usize, mod_rev: i64) -> TxnRequest {
         target_union: Some(TargetUnion::ModRevision(mod_rev)),
         ..Default::default()
     };
-    let put = RequestOp { request: Some(request_op::Request::RequestPut(put_req(i))) };
+    let put = RequestOp {
+        request: Some(request_op::Request::RequestPut(put_req(i))),
+    };
     let get = RequestOp {
         request: Some(request_op::Request::RequestRange(RangeRequest {
             key: key(i),
             ..Default::default()
         })),
     };
-    TxnRequest { compare: vec![compare], success: vec![put], failure: vec![get] }
+    TxnRequest {
+        compare: vec![compare],
+        success: vec![put],
+        failure: vec![get],
+    }
 }
 
-fn bench_txn(c: &mut Criterion, store: &Store) {
+fn bench_txn(c: &mut Bench, store: &Store) {
     let mut g = c.benchmark_group("mvcc");
     g.throughput(Throughput::Elements(1));
     g.bench_function("txn_cas_put", |b| {
@@ -133,12 +199,16 @@ fn bench_txn(c: &mut Criterion, store: &Store) {
     g.finish();
 }
 
-fn benches(c: &mut Criterion) {
+fn benches(c: &mut Bench) {
     let store = loaded_store();
     bench_put(c, &store);
     bench_range(c, &store);
     bench_txn(c, &store);
 }
 
-criterion_group!(mvcc, benches);
+criterion_group! {
+    name = mvcc;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = benches
+}
 criterion_main!(mvcc);

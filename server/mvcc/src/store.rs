@@ -223,27 +223,31 @@ impl Store {
         req: &PutRequest,
         events: &mut Vec<Event>,
     ) -> Result<PutResponse, MvccError> {
-        let prev = self.keys.get_key_value(&req.key[..]).and_then(|(k, h)| {
-            h.live()
-                .map(|v| (v.to_kv(k, true), v.value.clone(), v.lease))
-        });
-        if (req.ignore_value || req.ignore_lease) && prev.is_none() {
-            return Err(MvccError::KeyNotFound);
-        }
-        let mut value = copy_of(&req.value);
-        let mut lease = req.lease;
-        let mut prev_kv = None;
-        if let Some((kv, prev_value, prev_lease)) = prev {
-            if req.ignore_value {
-                value = prev_value;
+        let prev = self
+            .keys
+            .get_key_value(&req.key[..])
+            .and_then(|(k, h)| h.live().map(|v| (k, v)));
+        let Some((prev_key, prev)) = prev else {
+            if req.ignore_value || req.ignore_lease {
+                return Err(MvccError::KeyNotFound);
             }
-            if req.ignore_lease {
-                lease = prev_lease;
-            }
-            if req.prev_kv {
-                prev_kv = Some(kv);
-            }
-        }
+            self.write_put(w, &req.key, copy_of(&req.value), req.lease, events);
+            return Ok(PutResponse {
+                header: header(w.begin_rev + 1),
+                prev_kv: None,
+            });
+        };
+        let value = if req.ignore_value {
+            prev.value.clone()
+        } else {
+            copy_of(&req.value)
+        };
+        let lease = if req.ignore_lease {
+            prev.lease
+        } else {
+            req.lease
+        };
+        let prev_kv = req.prev_kv.then(|| prev.to_kv(prev_key, true));
         self.write_put(w, &req.key, value, lease, events);
         Ok(PutResponse {
             header: header(w.begin_rev + 1),
@@ -587,3 +591,9 @@ fn history_mut<'a>(
 pub(crate) fn copy_of(b: &Bytes) -> Bytes {
     Bytes::copy_from_slice(b)
 }
+
+// The server shares one store behind a lock so that serializable reads run on every core.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Store>();
+};

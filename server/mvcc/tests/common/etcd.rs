@@ -75,10 +75,10 @@ impl EtcdServer {
         };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
-            if let Ok(mut c) = Client::connect([&server.endpoint], None).await {
-                if c.get("probe", None).await.is_ok() {
-                    return (server, c);
-                }
+            if let Ok(mut c) = Client::connect([&server.endpoint], None).await
+                && c.get("probe", None).await.is_ok()
+            {
+                return (server, c);
             }
             assert!(
                 Instant::now() < deadline,
