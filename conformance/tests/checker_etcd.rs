@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 const CLIENTS: u32 = 4;
 const OPS_PER_CLIENT: usize = 75;
 const KEYS: usize = 3;
-const OP_TIMEOUT: Duration = Duration::from_secs(5);
+const OP_TIMEOUT: Duration = Duration::from_secs(10);
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn free_port() -> u16 {

@@ -13,7 +13,9 @@ use etcd_client::Client;
 use ketch_conformance::faultproxy::{Fault, FaultProxy};
 
 const MEMBERS: usize = 3;
-const START_TIMEOUT: Duration = Duration::from_secs(20);
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Generous for a status call: CI machines and this one run many things at once.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Long enough for in-flight raft traffic to settle after the blackhole starts.
 const SETTLE: Duration = Duration::from_millis(1500);
@@ -109,11 +111,11 @@ async fn start_cluster() -> (Cluster, Vec<FaultProxy>) {
 /// (member id, leader id, raft index) as the member at `endpoint` reports it.
 async fn status(endpoint: &str) -> Option<(u64, u64, u64)> {
     let connect = Client::connect([endpoint], None);
-    let mut client = tokio::time::timeout(Duration::from_secs(1), connect)
+    let mut client = tokio::time::timeout(STATUS_TIMEOUT, connect)
         .await
         .ok()?
         .ok()?;
-    let s = tokio::time::timeout(Duration::from_secs(1), client.status())
+    let s = tokio::time::timeout(STATUS_TIMEOUT, client.status())
         .await
         .ok()?
         .ok()?;
@@ -202,7 +204,7 @@ async fn blackholed_follower_loses_the_leader_until_healed() {
     let victim = (leader + 1) % MEMBERS;
     let (victim_ep, leader_ep) = (&cluster.endpoints[victim], &cluster.endpoints[leader]);
     assert!(
-        put_completes(victim_ep, "fp/warm", STALL).await,
+        put_completes(victim_ep, "fp/warm", CATCH_UP_TIMEOUT).await,
         "the follower serves before the fault"
     );
 
