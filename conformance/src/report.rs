@@ -37,7 +37,20 @@ fn cell(status: &Status) -> String {
         Status::Fail(why) => format!("**fail**: {why}"),
         Status::Skip(why) => format!("skipped: {why}"),
     };
-    text.replace('|', "\\|").replace('\n', " ")
+    table_text(&text)
+}
+
+/// Longest cell text in the markdown matrix (report.json has everything).
+const CELL_CHARS_MAX: usize = 300;
+
+/// Escapes a cell for a markdown table and cuts it to CELL_CHARS_MAX characters.
+fn table_text(text: &str) -> String {
+    let one_line = text.replace('|', "\\|").replace('\n', " ");
+    if one_line.chars().count() <= CELL_CHARS_MAX {
+        return one_line;
+    }
+    let cut: String = one_line.chars().take(CELL_CHARS_MAX).collect();
+    format!("{cut}...")
 }
 
 /// The markdown matrix.
@@ -82,11 +95,7 @@ pub fn markdown(info: &RunInfo, reports: &[ScenarioReport]) -> String {
             let _ = write!(md, " {} |", cell(&o.status));
         }
         if diff {
-            let d = r
-                .difference
-                .as_deref()
-                .unwrap_or("none")
-                .replace('|', "\\|");
+            let d = table_text(r.difference.as_deref().unwrap_or("none"));
             let _ = write!(md, " {d} |");
         }
         md.push('\n');
