@@ -59,8 +59,14 @@ fn is_grpc(req: &Request<Incoming>) -> bool {
 fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
     Response::builder()
         .status(status)
-        .header("access-control-allow-headers", "accept, content-type, authorization")
-        .header("access-control-allow-methods", "POST, GET, OPTIONS, PUT, DELETE")
+        .header(
+            "access-control-allow-headers",
+            "accept, content-type, authorization",
+        )
+        .header(
+            "access-control-allow-methods",
+            "POST, GET, OPTIONS, PUT, DELETE",
+        )
         .header("access-control-allow-origin", "*")
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::new(Full::new(body.into())))
@@ -70,8 +76,10 @@ fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Re
 /// Go's `http.Error` body and headers, as etcd's handlers produce them.
 fn go_error(status: StatusCode, text: &str) -> Response<Body> {
     let mut resp = respond(status, "text/plain; charset=utf-8", format!("{text}\n"));
-    resp.headers_mut()
-        .insert("x-content-type-options", header::HeaderValue::from_static("nosniff"));
+    resp.headers_mut().insert(
+        "x-content-type-options",
+        header::HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 
@@ -129,7 +137,11 @@ async fn health(node: &Node) -> Response<Body> {
             Ok(())
         );
     if healthy {
-        respond(StatusCode::OK, "text/plain; charset=utf-8", r#"{"health":"true"}"#)
+        respond(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            r#"{"health":"true"}"#,
+        )
     } else {
         respond(
             StatusCode::SERVICE_UNAVAILABLE,

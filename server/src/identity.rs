@@ -40,11 +40,18 @@ pub fn load_or_bootstrap(config: &Config) -> anyhow::Result<Identity> {
     let dir = member_dir(config);
     let path = identity_path(&dir);
     if path.exists() {
-        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         return serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()));
     }
-    let boot = config.bootstrap().map_err(|e| anyhow::anyhow!("{}", e.stderr_text()))?;
-    let client_urls: Vec<String> = config.advertise_client_urls.iter().map(ToString::to_string).collect();
+    let boot = config
+        .bootstrap()
+        .map_err(|e| anyhow::anyhow!("{}", e.stderr_text()))?;
+    let client_urls: Vec<String> = config
+        .advertise_client_urls
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let identity = Identity {
         member_id: boot.local_member_id.0,
         cluster_id: boot.cluster_id.0,
@@ -56,7 +63,11 @@ pub fn load_or_bootstrap(config: &Config) -> anyhow::Result<Identity> {
                 name: m.name.clone(),
                 peer_urls: m.peer_urls.iter().map(ToString::to_string).collect(),
                 // Other members publish their client URLs when they join; only ours is known.
-                client_urls: if m.id == boot.local_member_id { client_urls.clone() } else { Vec::new() },
+                client_urls: if m.id == boot.local_member_id {
+                    client_urls.clone()
+                } else {
+                    Vec::new()
+                },
             })
             .collect(),
     };

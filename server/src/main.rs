@@ -4,8 +4,8 @@
 
 mod errors;
 mod grpc;
-mod identity;
 mod http;
+mod identity;
 mod metrics;
 mod node;
 mod rt;
@@ -113,12 +113,8 @@ fn raft_options(config: &Config, identity: &Identity) -> ketch_raft::RaftOptions
     // glommio opens directories by absolute path only.
     let member_dir = identity::member_dir(config);
     let member_dir = std::path::absolute(&member_dir).unwrap_or(member_dir);
-    let mut opts = ketch_raft::RaftOptions::new(
-        member_dir,
-        identity.member_id,
-        identity.cluster_id,
-        members,
-    );
+    let mut opts =
+        ketch_raft::RaftOptions::new(member_dir, identity.member_id, identity.cluster_id, members);
     opts.heartbeat_ms = config.heartbeat_interval_ms;
     opts.election_timeout_ms = config.election_timeout_ms;
     opts.snapshot_count = config.snapshot_count;
@@ -147,9 +143,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGTERM);
     signals.add(Signal::SIGINT);
-    signals
-        .thread_block()
-        .context("blocking SIGTERM/SIGINT")?;
+    signals.thread_block().context("blocking SIGTERM/SIGINT")?;
 
     let members: Vec<MemberInfo> = identity
         .members
@@ -169,12 +163,14 @@ fn run(config: Config) -> anyhow::Result<()> {
     let (cluster_id, member_id) = (identity.cluster_id, identity.member_id);
 
     let (node_tx, node_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Arc<Node>>>(1);
+    let (bound_tx, bound_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<()>>(plan.shards);
     let mut stops = Vec::with_capacity(plan.shards);
     let mut handles = Vec::with_capacity(plan.shards);
 
     let (stop0, stop0_rx) = shards::stop_channel();
     stops.push(stop0);
     let addrs = plan.client_addrs.clone();
+    let bound = bound_tx.clone();
     let shard0 = shards::executor(0, plan.io_memory_bytes)
         .spawn(move || async move {
             let started = ketch_raft::start::<ketch_mvcc::Store, _>(
@@ -187,15 +183,22 @@ fn run(config: Config) -> anyhow::Result<()> {
                 Ok(started) => started,
                 Err(e) => {
                     let _ = node_tx.send(Err(anyhow::anyhow!("starting raft: {e}")));
-                    return Ok(());
+                    return;
                 }
             };
             let node = Node::new(cluster_id, member_id, members, limits, raft.clone());
             let _ = node_tx.send(Ok(node.clone()));
-            let served = shards::serve(node.clone(), grpc::routes(&node), addrs, stop0_rx).await;
+            match shards::bind_listeners(&addrs) {
+                Ok(listeners) => {
+                    let _ = bound.send(Ok(()));
+                    shards::serve(node.clone(), grpc::routes(&node), listeners, stop0_rx).await;
+                }
+                Err(e) => {
+                    let _ = bound.send(Err(e));
+                }
+            }
             raft.shutdown().await;
             raft_node.stopped().await;
-            served
         })
         .map_err(|e| anyhow::anyhow!("starting shard 0: {e}"))?;
     handles.push(shard0);
@@ -206,33 +209,60 @@ fn run(config: Config) -> anyhow::Result<()> {
         stops.push(stop);
         let node = node.clone();
         let addrs = plan.client_addrs.clone();
+        let bound = bound_tx.clone();
         let handle = shards::executor(shard, plan.io_memory_bytes)
             .spawn(move || async move {
-                shards::serve(node.clone(), grpc::routes(&node), addrs, stop_rx).await
+                match shards::bind_listeners(&addrs) {
+                    Ok(listeners) => {
+                        let _ = bound.send(Ok(()));
+                        shards::serve(node.clone(), grpc::routes(&node), listeners, stop_rx).await;
+                    }
+                    Err(e) => {
+                        let _ = bound.send(Err(e));
+                    }
+                }
             })
             .map_err(|e| anyhow::anyhow!("starting shard {shard}: {e}"))?;
         handles.push(handle);
     }
+    // Every shard must be listening before the member calls itself ready; any bind failure
+    // stops the whole process, as a failed listen stops etcd.
+    let mut startup = Ok(());
+    for _ in 0..plan.shards {
+        if let Err(e) = bound_rx.recv().context("a shard ended during startup")? {
+            startup = Err(e);
+            break;
+        }
+    }
+    if let Err(e) = startup {
+        stop_all(&stops, handles);
+        return Err(e);
+    }
     for url in &config.listen_client_urls {
         tracing::info!("ready to serve client requests");
-        tracing::info!("serving insecure client requests on {}, this is strongly discouraged!", url.host_port());
+        tracing::info!(
+            "serving insecure client requests on {}, this is strongly discouraged!",
+            url.host_port()
+        );
     }
 
     let signal = signals.wait().context("waiting for signals")?;
     tracing::info!("received {signal}, shutting down");
-    // Shards 1.. first, shard 0 (raft) last, so raft outlives every request it may serve.
+    stop_all(&stops, handles);
+    drop(node);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Stops shards 1.. first and shard 0 (raft) last, so raft outlives every request it may
+/// serve, and waits for each.
+fn stop_all(stops: &[shards::StopSender], handles: Vec<glommio::ExecutorJoinHandle<()>>) {
     for stop in stops.iter().rev() {
         let _ = stop.send(());
     }
-    let mut result = Ok(());
     for handle in handles.into_iter().rev() {
-        match handle.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => result = Err(e),
-            Err(e) => result = Err(anyhow::anyhow!("shard failed: {e}")),
+        if let Err(e) = handle.join() {
+            tracing::error!("shard failed: {e}");
         }
     }
-    drop(node);
-    tracing::info!("stopped");
-    result
 }

@@ -30,7 +30,10 @@ pub struct ServerMetrics {
 }
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }
 
 pub async fn render(node: &Node) -> String {
@@ -42,16 +45,76 @@ pub async fn render(node: &Node) -> String {
         (store.size_bytes(), store.revision())
     };
     let has_leader = u8::from(raft.leader_id != 0);
-    metric(&mut out, "etcd_server_has_leader", "gauge", "Whether or not a leader exists. 1 is existence, 0 is not.", has_leader);
-    metric(&mut out, "etcd_server_is_leader", "gauge", "Whether or not this member is a leader. 1 if is, 0 otherwise.", u8::from(raft.is_leader));
-    metric(&mut out, "etcd_server_proposals_committed_total", "gauge", "The total number of consensus proposals committed.", raft.commit_index);
-    metric(&mut out, "etcd_server_proposals_applied_total", "gauge", "The total number of consensus proposals applied.", raft.applied_index);
-    metric(&mut out, "etcd_server_proposals_pending", "gauge", "The current number of pending proposals to commit.", node.metrics.proposals_pending.get());
-    metric(&mut out, "etcd_server_proposals_failed_total", "counter", "The total number of failed proposals seen.", node.metrics.proposals_failed.get());
-    metric(&mut out, "etcd_mvcc_db_total_size_in_bytes", "gauge", "Total size of the underlying database physically allocated in bytes.", db_size);
-    metric(&mut out, "etcd_mvcc_db_total_size_in_use_in_bytes", "gauge", "Total size of the underlying database logically in use in bytes.", db_size);
-    metric(&mut out, "etcd_debugging_mvcc_current_revision", "gauge", "The current revision of store.", keys);
-    metric(&mut out, "etcd_server_term", "gauge", "The current term of this member.", raft.term);
+    metric(
+        &mut out,
+        "etcd_server_has_leader",
+        "gauge",
+        "Whether or not a leader exists. 1 is existence, 0 is not.",
+        has_leader,
+    );
+    metric(
+        &mut out,
+        "etcd_server_is_leader",
+        "gauge",
+        "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+        u8::from(raft.is_leader),
+    );
+    metric(
+        &mut out,
+        "etcd_server_proposals_committed_total",
+        "gauge",
+        "The total number of consensus proposals committed.",
+        raft.commit_index,
+    );
+    metric(
+        &mut out,
+        "etcd_server_proposals_applied_total",
+        "gauge",
+        "The total number of consensus proposals applied.",
+        raft.applied_index,
+    );
+    metric(
+        &mut out,
+        "etcd_server_proposals_pending",
+        "gauge",
+        "The current number of pending proposals to commit.",
+        node.metrics.proposals_pending.get(),
+    );
+    metric(
+        &mut out,
+        "etcd_server_proposals_failed_total",
+        "counter",
+        "The total number of failed proposals seen.",
+        node.metrics.proposals_failed.get(),
+    );
+    metric(
+        &mut out,
+        "etcd_mvcc_db_total_size_in_bytes",
+        "gauge",
+        "Total size of the underlying database physically allocated in bytes.",
+        db_size,
+    );
+    metric(
+        &mut out,
+        "etcd_mvcc_db_total_size_in_use_in_bytes",
+        "gauge",
+        "Total size of the underlying database logically in use in bytes.",
+        db_size,
+    );
+    metric(
+        &mut out,
+        "etcd_debugging_mvcc_current_revision",
+        "gauge",
+        "The current revision of store.",
+        keys,
+    );
+    metric(
+        &mut out,
+        "etcd_server_term",
+        "gauge",
+        "The current term of this member.",
+        raft.term,
+    );
     // The WAL lives on the raft core; a stopped member has no WAL figures to show.
     if let Ok(wal) = node.raft.wal_metrics().await {
         out.push_str(&wal.fsync_seconds.render_prometheus(
@@ -59,6 +122,9 @@ pub async fn render(node: &Node) -> String {
             "The latency distributions of fsync called by WAL.",
         ));
     }
-    let _ = writeln!(out, "# HELP etcd_server_version Which version is running. 1 for 'server_version' label with current version.\n# TYPE etcd_server_version gauge\netcd_server_version{{server_version=\"{ETCD_COMPAT_VERSION}\"}} 1");
+    let _ = writeln!(
+        out,
+        "# HELP etcd_server_version Which version is running. 1 for 'server_version' label with current version.\n# TYPE etcd_server_version gauge\netcd_server_version{{server_version=\"{ETCD_COMPAT_VERSION}\"}} 1"
+    );
     out
 }

@@ -23,6 +23,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const DRAIN_POLL: Duration = Duration::from_millis(5);
 /// Bound of each shard's stop channel: one stop message is all it ever carries.
 const STOP_CHANNEL_BOUND: usize = 1;
+/// Pending-connection queue of each listener (the kernel caps it at net.core.somaxconn).
+const LISTEN_BACKLOG: i32 = 4096;
 /// glommio refuses to start below this much lockable memory per executor, besides io_memory.
 const GLOMMIO_BASE_MEMLOCK_BYTES: u64 = 512 << 10;
 
@@ -88,20 +90,49 @@ pub fn stop_channel() -> (StopSender, flume::Receiver<()>) {
     flume::bounded(STOP_CHANNEL_BOUND)
 }
 
-/// Accepts on every client address until `stop` fires, then waits for in-flight requests.
-pub async fn serve(node: Arc<Node>, routes: tonic::service::Routes, addrs: Vec<SocketAddr>, stop: flume::Receiver<()>) -> anyhow::Result<()> {
-    let service = ClientService { routes, node: node.clone() };
-    let mut accept_tasks = Vec::with_capacity(addrs.len());
-    for addr in &addrs {
-        let listener = TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("listen tcp {addr}: bind: {e}"))?;
-        accept_tasks.push(glommio::spawn_local(accept_loop(Rc::new(listener), service.clone())));
-    }
+/// Binds every client address on the current shard the way Go's listener does for etcd
+/// (SO_REUSEADDR, so a port whose old connections linger in TIME_WAIT can be reused) plus
+/// SO_REUSEPORT, so every shard accepts on the same port.
+pub fn bind_listeners(addrs: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
+    addrs
+        .iter()
+        .map(|addr| bind_one(*addr).map_err(|e| anyhow::anyhow!("listen tcp {addr}: bind: {e}")))
+        .collect()
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    // SAFETY: the fd comes from `into_raw_fd` of a bound, listening socket we own; ownership
+    // passes to the glommio listener, nothing else closes it.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
+}
+
+/// Accepts on `listeners` until `stop` fires, then waits for in-flight requests.
+pub async fn serve(
+    node: Arc<Node>,
+    routes: tonic::service::Routes,
+    listeners: Vec<TcpListener>,
+    stop: flume::Receiver<()>,
+) {
+    let service = ClientService {
+        routes,
+        node: node.clone(),
+    };
+    let accept_tasks: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| glommio::spawn_local(accept_loop(Rc::new(listener), service.clone())))
+        .collect();
     let _ = stop.recv_async().await;
     for task in accept_tasks {
         task.cancel().await;
     }
     drain(&node).await;
-    Ok(())
 }
 
 async fn accept_loop(listener: Rc<TcpListener>, service: ClientService) {

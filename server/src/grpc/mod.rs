@@ -23,7 +23,9 @@ pub fn routes(node: &Arc<Node>) -> Routes {
     Routes::new(
         KvServer::new(kv::KvService { node: node.clone() }).max_decoding_message_size(max_recv),
     )
-    .add_service(ClusterServer::new(cluster::ClusterService { node: node.clone() }))
+    .add_service(ClusterServer::new(cluster::ClusterService {
+        node: node.clone(),
+    }))
     .add_service(MaintenanceServer::new(maintenance::MaintenanceService {
         node: node.clone(),
     }))
