@@ -394,16 +394,33 @@ impl Store {
             return Err(MvccError::FutureRev);
         }
         self.compact_rev = rev;
-        let mut freed = 0;
-        self.keys.retain(|k, h| {
-            freed += h.compact(rev, k.len());
-            !h.is_empty()
-        });
-        self.size_bytes -= freed;
+        self.compact_keys_written_up_to(rev);
         self.compact_log(rev);
         Ok(CompactionResponse {
             header: header(self.current_rev),
         })
+    }
+
+    /// Compacts only the keys with a logged write at or below `rev`: a key with none has at
+    /// most one write at or below `rev` (kept by an earlier compaction, never a tombstone),
+    /// so there is nothing to drop. The cost is the writes since the last compaction, not
+    /// the size of the key space.
+    fn compact_keys_written_up_to(&mut self, rev: i64) {
+        let mut touched: Vec<Bytes> = self
+            .log
+            .iter()
+            .take_while(|e| e.rev.main <= rev)
+            .map(|e| e.key.clone())
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for key in touched {
+            let history = self.keys.get_mut(&key[..]).expect("logged key exists");
+            self.size_bytes -= history.compact(rev, key.len());
+            if history.is_empty() {
+                self.keys.remove(&key[..]);
+            }
+        }
     }
 
     fn compact_log(&mut self, rev: i64) {
