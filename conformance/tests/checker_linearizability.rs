@@ -338,6 +338,38 @@ fn revisions_must_match_the_linearization() {
     ]);
 }
 
+fn header_get(client: u32, call: u64, ret: u64, value: Option<&str>, header: i64) -> Operation {
+    let output = OpOutput::Ok(OpResult::Get {
+        value: value.map(str::to_owned),
+        mod_revision: None,
+        header_revision: Some(header),
+    });
+    op(client, call, ret, "k", OpInput::Get, output)
+}
+
+#[test]
+fn a_read_at_a_revision_sees_every_write_below_it() {
+    // The read overlaps the put, so real time allows either order; its header revision does not:
+    // served at revision 7, it must see the put committed at revision 5.
+    let put5 = rev_put(1, 0, 100, "k", "a", 5);
+    assert_fails(vec![put5.clone(), header_get(2, 10, 20, None, 7)]);
+    assert_eq!(
+        check(vec![put5.clone(), header_get(2, 10, 20, None, 4)]),
+        CheckResult::Linearizable
+    );
+    assert_eq!(
+        check(vec![put5, header_get(2, 10, 20, Some("a"), 5)]),
+        CheckResult::Linearizable
+    );
+    // Two concurrent reads: the one that saw the newer value cannot be at the older revision.
+    let ops = vec![
+        rev_put(1, 0, 10, "k", "a", 3),
+        rev_put(1, 20, 100, "k", "b", 6),
+        header_get(2, 30, 40, Some("b"), 5),
+    ];
+    assert_fails(ops);
+}
+
 #[test]
 fn timeout_is_never_a_pass() {
     // Twelve concurrent puts and a read of a value nobody wrote: the search must try every order.

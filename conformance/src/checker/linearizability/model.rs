@@ -9,12 +9,16 @@ use std::collections::HashMap;
 use super::history::{CasAction, Compare, KeyState, OpInput, OpOutput, OpResult, Operation};
 
 /// State of one key. `mod_rev` is `None` when the write that produced the value had an unknown
-/// revision; `rev_floor` is the highest revision known to have touched the key so far.
+/// revision; `rev_floor` is a lower bound for that unknown revision (else the key's last
+/// modification). `seen_rev` is the highest store revision any operation linearized so far on
+/// the key observed or created: the store revision only grows, so a later read is served at a
+/// revision no lower and a later write creates a higher one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct RegisterState {
     pub value: Option<u32>,
     pub mod_rev: Option<i64>,
     pub rev_floor: i64,
+    pub seen_rev: i64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -95,8 +99,8 @@ impl ValueTable {
             .mod_rev
             .map_or_else(|| "?".to_owned(), |r| r.to_string());
         format!(
-            "value={value} mod_rev={rev} (latest known revision {})",
-            state.rev_floor
+            "value={value} mod_rev={rev} (store revision seen so far {})",
+            state.seen_rev
         )
     }
 }
@@ -163,11 +167,13 @@ pub(crate) fn initial_state(initial: Option<&KeyState>, values: &mut ValueTable)
             value: None,
             mod_rev: None,
             rev_floor: 0,
+            seen_rev: 0,
         },
         Some(ks) => RegisterState {
             value: Some(values.intern(&ks.value)),
             mod_rev: ks.mod_revision,
             rev_floor: ks.mod_revision.unwrap_or(0),
+            seen_rev: ks.mod_revision.unwrap_or(0),
         },
     }
 }
@@ -196,20 +202,35 @@ pub(crate) fn step(state: RegisterState, op: &ModelOp) -> Successors {
     }
 }
 
-/// A write at revision `rev` must come after every revision already seen on the key.
+/// A write at revision `rev` must come after every revision already seen on the key; one of
+/// unknown revision still does, which bounds its revision from below.
 fn write_value(state: RegisterState, value: u32, rev: Option<i64>) -> Option<RegisterState> {
     match rev {
-        Some(r) if r <= state.rev_floor => None,
+        Some(r) if r <= state.seen_rev => None,
         Some(r) => Some(RegisterState {
             value: Some(value),
             mod_rev: Some(r),
             rev_floor: r,
+            seen_rev: r,
         }),
         None => Some(RegisterState {
             value: Some(value),
             mod_rev: None,
+            rev_floor: state.seen_rev,
             ..state
         }),
+    }
+}
+
+/// An operation served at store revision `rev` (a read's header): never below what was seen.
+fn observe(state: RegisterState, rev: Option<i64>) -> Option<RegisterState> {
+    match rev {
+        Some(r) if r < state.seen_rev => None,
+        Some(r) => Some(RegisterState {
+            seen_rev: r,
+            ..state
+        }),
+        None => Some(state),
     }
 }
 
@@ -226,10 +247,7 @@ fn read(
         (Some(_), Some(m)) => learn_mod_rev(state, m)?,
         _ => state,
     };
-    match header_rev {
-        Some(h) if h < state.rev_floor => None,
-        _ => Some(state),
-    }
+    observe(state, header_rev)
 }
 
 /// Check a mod revision against the state, or learn it when the state's revision is unknown.
@@ -240,6 +258,7 @@ fn learn_mod_rev(state: RegisterState, m: i64) -> Option<RegisterState> {
         None if m > state.rev_floor => Some(RegisterState {
             mod_rev: Some(m),
             rev_floor: m,
+            seen_rev: state.seen_rev.max(m),
             ..state
         }),
         None => None,
@@ -253,21 +272,20 @@ fn delete(state: RegisterState, deleted: Option<i64>, rev: Option<i64>) -> Optio
     }
     if !existed {
         // Deleting nothing creates no revision; the header is the current store revision.
-        return match rev {
-            Some(r) if r < state.rev_floor => None,
-            _ => Some(state),
-        };
+        return observe(state, rev);
     }
     match rev {
-        Some(r) if r <= state.rev_floor => None,
+        Some(r) if r <= state.seen_rev => None,
         Some(r) => Some(RegisterState {
             value: None,
             mod_rev: None,
             rev_floor: r,
+            seen_rev: r,
         }),
         None => Some(RegisterState {
             value: None,
             mod_rev: None,
+            rev_floor: state.seen_rev,
             ..state
         }),
     }
@@ -340,8 +358,5 @@ fn cas_known(
     if succeeded {
         return apply_action(state, action, rev);
     }
-    match rev {
-        Some(r) if r < state.rev_floor => None,
-        _ => Some(state),
-    }
+    observe(state, rev)
 }
