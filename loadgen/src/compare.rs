@@ -211,7 +211,9 @@ pub async fn run(a: &CompareArgs, common: &Common) -> Result<()> {
         return Ok(());
     }
     let cases: Vec<&Case> = a.cases.iter().map(|n| case(n)).collect::<Result<_>>()?;
-    let out = report_dir(a)?;
+    // Read once: other work may commit while the comparison runs.
+    let git = machine::git_rev();
+    let out = report_dir(a, git.as_ref())?;
     std::fs::create_dir_all(&out)?;
     let mut targets = vec![Target {
         name: "etcd",
@@ -261,18 +263,26 @@ pub async fn run(a: &CompareArgs, common: &Common) -> Result<()> {
             .find(|t| t.name == "ketch")
             .and_then(|t| t.unusable.clone())
     });
-    let readme = write_report(a, common, &out, &cases, &results, ketch_note.as_deref())?;
+    let readme = write_report(
+        a,
+        common,
+        &out,
+        &cases,
+        &results,
+        ketch_note.as_deref(),
+        git,
+    )?;
     println!("{readme}");
     eprintln!("report: {}", out.join("README.md").display());
     Ok(())
 }
 
-fn report_dir(a: &CompareArgs) -> Result<PathBuf> {
+fn report_dir(a: &CompareArgs, git: Option<&machine::GitRev>) -> Result<PathBuf> {
     if let Some(o) = &a.out {
         return Ok(o.clone());
     }
     let date = &machine::utc_timestamp(machine::unix_now())[..10];
-    let rev = machine::git_rev().map_or("norev".to_string(), |g| g.commit[..7].to_string());
+    let rev = git.map_or("norev".to_string(), |g| g.commit[..7].to_string());
     let dir = a.results_dir.join(format!("{date}-compare-{rev}"));
     if dir.exists() {
         bail!(
@@ -552,9 +562,9 @@ fn write_report(
     cases: &[&Case],
     results: &[RunResult],
     ketch_note: Option<&str>,
+    git: Option<machine::GitRev>,
 ) -> Result<String> {
     let m = machine::machine(Some(&std::env::temp_dir()));
-    let git = machine::git_rev();
     let mut r = String::new();
     let _ = writeln!(
         r,
@@ -585,6 +595,9 @@ fn write_report(
         a.etcd_bin.display(),
         version_of(&a.etcd_bin)
     );
+    if let Some(k) = find_ketch(a) {
+        let _ = writeln!(r, "- ketch: `{}` ({})", k.display(), version_of(&k));
+    }
     let _ = writeln!(
         r,
         "- machine: {} x {}, {:.1} GiB RAM, kernel {}",

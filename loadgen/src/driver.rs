@@ -86,7 +86,8 @@ pub async fn drive<W: Workload>(
     elapsed
 }
 
-fn take_interval(
+/// Closes the current interval of every operation into the time series.
+pub fn take_interval(
     recorder: &SharedRecorder,
     series: &Arc<Mutex<TimeSeries>>,
     start: Instant,

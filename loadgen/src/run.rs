@@ -265,6 +265,7 @@ impl Measure {
             duration: common.duration,
         };
         let (elapsed, cpu0, _) = self.drive(puts, stop, rate).await;
+        let puts_start = Instant::now() - elapsed;
         watchers
             .finish(
                 expected.load(std::sync::atomic::Ordering::Relaxed),
@@ -272,6 +273,8 @@ impl Measure {
                 spec.event_op,
             )
             .await;
+        // Events delivered after the puts ended belong in the time series too.
+        driver::take_interval(&self.recorder, &self.series, puts_start);
         Ok((elapsed, cpu0, machine::cpu_times()))
     }
 

@@ -118,11 +118,21 @@ impl OpStats {
             } else {
                 0.0
             },
-            percentiles: percentiles_s(&self.hist, &REPORT_PERCENTILES),
+            percentiles: capped(percentiles_s(&self.hist, &REPORT_PERCENTILES), self.max_ns),
             histogram: linear_buckets(&self.hist, REPORT_HISTOGRAM_BUCKETS),
             error_table: self.errors.clone(),
         }
     }
+}
+
+/// Caps percentiles at the exact maximum: HdrHistogram reports the top of a value's bucket,
+/// which may lie above the slowest request actually seen.
+fn capped(mut ps: Vec<Percentile>, max_ns: u64) -> Vec<Percentile> {
+    let max_s = max_ns as f64 / 1e9;
+    for p in &mut ps {
+        p.seconds = p.seconds.min(max_s);
+    }
+    ps
 }
 
 /// Exact mean and population standard deviation (seconds) from running sums.
