@@ -25,11 +25,17 @@ struct Ledger {
 }
 
 async fn writer(endpoint: String, id: usize, round: usize, ledger: Arc<Mutex<Ledger>>) {
-    let Ok(mut client) = Client::connect([endpoint], None).await else { return };
+    let Ok(mut client) = Client::connect([endpoint], None).await else {
+        return;
+    };
     for seq in 0.. {
         let key = format!("r{round}/w{id}/{seq:06}");
         let value = format!("v-{round}-{id}-{seq}");
-        ledger.lock().unwrap().attempted.insert(key.clone(), value.clone());
+        ledger
+            .lock()
+            .unwrap()
+            .attempted
+            .insert(key.clone(), value.clone());
         match client.put(key.clone(), value, None).await {
             Ok(resp) => {
                 let rev = resp.header().expect("put response has a header").revision();
@@ -41,7 +47,9 @@ async fn writer(endpoint: String, id: usize, round: usize, ledger: Arc<Mutex<Led
 }
 
 async fn verify(endpoint: &str, ledger: &Ledger) {
-    let mut client = Client::connect([endpoint], None).await.expect("connect after restart");
+    let mut client = Client::connect([endpoint], None)
+        .await
+        .expect("connect after restart");
     let all = client
         .get("r", Some(GetOptions::new().with_prefix()))
         .await
@@ -50,20 +58,37 @@ async fn verify(endpoint: &str, ledger: &Ledger) {
     for kv in all.kvs() {
         let key = kv.key_str().unwrap().to_string();
         let value = kv.value_str().unwrap().to_string();
-        let expected = ledger.attempted.get(&key).unwrap_or_else(|| panic!("key {key} was never written"));
-        assert_eq!(&value, expected, "key {key} holds a value never written to it");
+        let expected = ledger
+            .attempted
+            .get(&key)
+            .unwrap_or_else(|| panic!("key {key} was never written"));
+        assert_eq!(
+            &value, expected,
+            "key {key} holds a value never written to it"
+        );
         present.insert(key, kv.mod_revision());
     }
     for (key, rev) in &ledger.acked {
-        let got = present.get(key).unwrap_or_else(|| panic!("acknowledged write {key}@{rev} lost"));
-        assert_eq!(got, rev, "acknowledged write {key} has revision {got}, was acked at {rev}");
+        let got = present
+            .get(key)
+            .unwrap_or_else(|| panic!("acknowledged write {key}@{rev} lost"));
+        assert_eq!(
+            got, rev,
+            "acknowledged write {key} has revision {got}, was acked at {rev}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_sigkill() {
-    let seed: u64 = std::env::var("KETCH_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    let rounds: usize = std::env::var("KETCH_CRASH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(6);
+    let seed: u64 = std::env::var("KETCH_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    let rounds: usize = std::env::var("KETCH_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
     eprintln!("crash_safety seed {seed} rounds {rounds} (KETCH_CRASH_SEED={seed} reproduces)");
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
@@ -87,7 +112,10 @@ async fn acknowledged_writes_survive_sigkill() {
         eprintln!("round {round}: {} writes acknowledged in total", acked_now);
         total_acked = acked_now;
     }
-    assert!(total_acked > 0, "no write was ever acknowledged: the test proved nothing");
+    assert!(
+        total_acked > 0,
+        "no write was ever acknowledged: the test proved nothing"
+    );
     let mut server = ServerProcess::start_on(&ketch_bin(), &data, client_port, peer_port, &[]);
     server.wait_healthy(Duration::from_secs(20));
     verify(&server.endpoint(), &ledger.lock().unwrap()).await;

@@ -32,7 +32,13 @@ impl ServerProcess {
         Self::start_on(bin, data_dir, free_port(), free_port(), extra)
     }
 
-    pub fn start_on(bin: &Path, data_dir: &Path, client_port: u16, peer_port: u16, extra: &[&str]) -> ServerProcess {
+    pub fn start_on(
+        bin: &Path,
+        data_dir: &Path,
+        client_port: u16,
+        peer_port: u16,
+        extra: &[&str],
+    ) -> ServerProcess {
         let client = format!("http://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
         let log = data_dir.with_extension("log");
@@ -44,8 +50,18 @@ impl ServerProcess {
         let child = Command::new(bin)
             .args(["--name", "default", "--data-dir"])
             .arg(data_dir)
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
             .args(["--initial-cluster", &format!("default={peer}")])
             .args(extra)
             .stdin(Stdio::null())
@@ -53,7 +69,13 @@ impl ServerProcess {
             .stderr(log_file)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        ServerProcess { child, client_port, peer_port, data_dir: data_dir.to_path_buf(), log }
+        ServerProcess {
+            child,
+            client_port,
+            peer_port,
+            data_dir: data_dir.to_path_buf(),
+            log,
+        }
     }
 
     pub fn endpoint(&self) -> String {
@@ -65,14 +87,22 @@ impl ServerProcess {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("server exited with {status} during startup; log:\n{}", self.log_tail());
+                panic!(
+                    "server exited with {status} during startup; log:\n{}",
+                    self.log_tail()
+                );
             }
-            if http_get(self.client_port, "/health").is_some_and(|b| b.contains("\"health\":\"true\"")) {
+            if http_get(self.client_port, "/health")
+                .is_some_and(|b| b.contains("\"health\":\"true\""))
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("server not healthy after {timeout:?}; log:\n{}", self.log_tail());
+        panic!(
+            "server not healthy after {timeout:?}; log:\n{}",
+            self.log_tail()
+        );
     }
 
     pub fn kill9(&mut self) {
@@ -115,7 +145,11 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     Some(out)
