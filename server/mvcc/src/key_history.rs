@@ -59,10 +59,19 @@ impl KeyVersion {
 /// All retained writes of one key, in increasing revision order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyHistory {
+    /// The store's one shared copy of the key: responses, events and the log clone it.
+    pub key: Bytes,
     pub versions: Vec<KeyVersion>,
 }
 
 impl KeyHistory {
+    pub fn new(key: Bytes) -> Self {
+        KeyHistory {
+            key,
+            versions: Vec::new(),
+        }
+    }
+
     /// The newest write with `mod_rev.main <= rev` (a tombstone included), if any.
     pub fn write_at(&self, rev: i64) -> Option<&KeyVersion> {
         // The common case is a read at the newest revision: check the last write first.

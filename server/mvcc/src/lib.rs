@@ -11,6 +11,7 @@ mod error;
 mod key_history;
 mod key_span;
 mod lease;
+mod map_key;
 mod range;
 mod revision;
 mod snapshot;

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use crate::error::MvccError;
 use crate::key_history::{KeyHistory, KeyVersion};
+use crate::map_key::MapKey;
 use crate::revision::Revision;
 use crate::store::{LogEntry, Store};
 
@@ -38,7 +39,8 @@ impl Store {
         out.put(&self.current_rev.to_le_bytes())?;
         out.put(&self.compact_rev.to_le_bytes())?;
         out.put(&(self.keys.len() as u64).to_le_bytes())?;
-        for (key, history) in &self.keys {
+        for history in self.keys.values() {
+            let key = &history.key;
             out.put(&(key.len() as u32).to_le_bytes())?;
             out.put(key)?;
             out.put(&(history.versions.len() as u32).to_le_bytes())?;
@@ -95,7 +97,7 @@ impl Store {
         let key_count = p.u64()?;
         for _ in 0..key_count {
             let (key, history) = p.key_history()?;
-            store.keys.insert(key, history);
+            store.keys.insert(MapKey::new(&key), history);
         }
         for _ in 0..p.u64()? {
             store.leases.grant(p.i64()?)?;
@@ -112,7 +114,8 @@ impl Store {
         let mut log = Vec::new();
         let mut leases = std::mem::take(&mut self.leases);
         let mut size = 0;
-        for (key, h) in &self.keys {
+        for h in self.keys.values() {
+            let key = &h.key;
             for v in &h.versions {
                 log.push(LogEntry {
                     rev: v.mod_rev,
@@ -169,7 +172,7 @@ impl Parser<'_> {
     fn key_history(&mut self) -> Result<(Bytes, KeyHistory), MvccError> {
         let key_len = self.u32()? as usize;
         let key = self.take(key_len)?;
-        let mut history = KeyHistory::default();
+        let mut history = KeyHistory::new(key.clone());
         for _ in 0..self.u32()? {
             let mod_rev = Revision::new(self.i64()?, self.i64()?);
             let (create_rev, version, lease) = (self.i64()?, self.i64()?, self.i64()?);

@@ -3,7 +3,6 @@
 //! `WriteTxn` so that one request's writes share a main revision (etcd's `storeTxnWrite`).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::ops::Bound;
 
 use bytes::Bytes;
 use ketch_proto::ketchpb::{RaftRequest, RaftResponse, raft_request, raft_response};
@@ -18,6 +17,7 @@ use crate::error::MvccError;
 use crate::key_history::{KeyHistory, KeyVersion};
 use crate::key_span::KeySpan;
 use crate::lease::LeaseTable;
+use crate::map_key::MapKey;
 use crate::revision::Revision;
 
 /// One entry of the change log: which key was written at which revision.
@@ -31,7 +31,7 @@ pub(crate) struct LogEntry {
 /// applies the same commands in the same order holds the same state.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pub(crate) keys: BTreeMap<Bytes, KeyHistory>,
+    pub(crate) keys: BTreeMap<MapKey, KeyHistory>,
     /// Every retained write in revision order (what `events_since` replays).
     pub(crate) log: VecDeque<LogEntry>,
     pub(crate) current_rev: i64,
@@ -111,8 +111,8 @@ impl Store {
         let rev = self.check_read_rev(rev)?;
         Ok(self
             .keys
-            .get_key_value(key)
-            .and_then(|(k, h)| h.live_at(rev).map(|v| v.to_kv(k, true))))
+            .get(key)
+            .and_then(|h| h.live_at(rev).map(|v| v.to_kv(&h.key, true))))
     }
 
     /// Applies one replicated command and returns its response (header revision = the store
@@ -225,8 +225,8 @@ impl Store {
     ) -> Result<PutResponse, MvccError> {
         let prev = self
             .keys
-            .get_key_value(&req.key[..])
-            .and_then(|(k, h)| h.live().map(|v| (k, v)));
+            .get(&req.key[..])
+            .and_then(|h| h.live().map(|v| (&h.key, v)));
         let Some((prev_key, prev)) = prev else {
             if req.ignore_value || req.ignore_lease {
                 return Err(MvccError::KeyNotFound);
@@ -355,13 +355,13 @@ impl Store {
         match *span {
             KeySpan::Empty => {}
             KeySpan::One(key) => {
-                if let Some((k, h)) = self.keys.get_key_value(key) {
-                    f(k, h);
+                if let Some(h) = self.keys.get(key) {
+                    f(&h.key, h);
                 }
             }
             KeySpan::Range(bounds) => {
-                for (k, h) in self.keys.range::<[u8], _>(bounds) {
-                    f(k, h);
+                for h in self.keys.range::<[u8], _>(bounds).map(|(_, h)| h) {
+                    f(&h.key, h);
                 }
             }
         }
@@ -476,10 +476,8 @@ impl Store {
     }
 
     fn event_of(&self, e: &LogEntry) -> Event {
-        let (key, h) = self
-            .keys
-            .get_key_value(&e.key[..])
-            .expect("log entry without key");
+        let h = self.keys.get(&e.key[..]).expect("log entry without key");
+        let key = &h.key;
         let i = h
             .versions
             .binary_search_by(|v| v.mod_rev.cmp(&e.rev))
@@ -515,7 +513,8 @@ impl Store {
         }
         let rev = if rev <= 0 { self.current_rev } else { rev };
         let mut crc = 0u32;
-        for (k, h) in &self.keys {
+        for h in self.keys.values() {
+            let k = &h.key;
             for v in h.versions.iter().take_while(|v| v.mod_rev.main <= rev) {
                 crc = crc32c::crc32c_append(crc, &(k.len() as u32).to_le_bytes());
                 crc = crc32c::crc32c_append(crc, k);
@@ -589,18 +588,15 @@ impl Store {
 /// The key's history, created if new; returns the map's own copy of the key, so that the log
 /// and events share it instead of the request's buffer.
 fn history_mut<'a>(
-    keys: &'a mut BTreeMap<Bytes, KeyHistory>,
+    keys: &'a mut BTreeMap<MapKey, KeyHistory>,
     key: &Bytes,
 ) -> (Bytes, &'a mut KeyHistory) {
     if !keys.contains_key(&key[..]) {
-        keys.insert(copy_of(key), KeyHistory::default());
+        let key = copy_of(key);
+        keys.insert(MapKey::new(&key), KeyHistory::new(key));
     }
-    let bounds = (Bound::Included(&key[..]), Bound::Included(&key[..]));
-    let (k, h) = keys
-        .range_mut::<[u8], _>(bounds)
-        .next()
-        .expect("inserted above");
-    (k.clone(), h)
+    let h = keys.get_mut(&key[..]).expect("inserted above");
+    (h.key.clone(), h)
 }
 
 /// A fresh buffer holding `b`: stored keys and values must not pin the (possibly large)
