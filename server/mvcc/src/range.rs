@@ -76,9 +76,10 @@ fn passes_filters(req: &RangeRequest, kv: &KeyValue) -> bool {
 }
 
 /// etcd sorts only when asked, or ascending when the target is not KEY (results are already
-/// in key order). Go's sort of the small slices etcd sees is an insertion sort, i.e. stable:
-/// ties keep key order, also when descending; a stable sort on the reversed comparison
-/// reproduces that.
+/// in key order). etcd 3.4.23 is built with Go 1.19, whose `sort.Sort` is an insertion sort up
+/// to 12 elements, i.e. stable: ties keep key order, also when descending; a stable sort on the
+/// reversed comparison reproduces that. Above 12 elements Go's pdqsort is not stable and etcd's
+/// order among ties is an artefact of it; ketch keeps them in key order.
 fn sort_kvs(req: &RangeRequest, kvs: &mut [KeyValue]) {
     let target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);
     let mut order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);

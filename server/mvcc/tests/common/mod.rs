@@ -60,7 +60,18 @@ pub enum Resp {
 /// A response, or an error as (gRPC code, message).
 pub type Outcome = Result<Resp, (i32, String)>;
 
-const KEYS: &[&str] = &["a", "a/1", "a/2", "a/3", "b", "b/1", "c", "d"];
+/// Small on purpose, so operations collide; one key is longer than the store's inline keys.
+const KEYS: &[&str] = &[
+    "a",
+    "a/1",
+    "a/2",
+    "a/3",
+    "a/long-key-longer-than-thirty-bytes",
+    "b",
+    "b/1",
+    "c",
+    "d",
+];
 const VALUES: &[&str] = &["", "x", "yy", "v1", "v2", "zzz"];
 
 pub struct Gen {
