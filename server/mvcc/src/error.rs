@@ -44,6 +44,10 @@ pub enum MvccError {
     Compacted,
     #[error("etcdserver: mvcc: required revision is a future revision")]
     FutureRev,
+    /// Raised by the server's quota check (`--quota-backend-bytes` against
+    /// `Store::size_bytes`), not by the store; here so every KV error maps in one place.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
     #[error("etcdserver: lease already exists")]
@@ -69,6 +73,7 @@ impl MvccError {
             | MvccError::DuplicateKey => GrpcCode::InvalidArgument,
             MvccError::Compacted | MvccError::FutureRev => GrpcCode::OutOfRange,
             MvccError::LeaseNotFound => GrpcCode::NotFound,
+            MvccError::NoSpace => GrpcCode::ResourceExhausted,
             MvccError::LeaseExist => GrpcCode::FailedPrecondition,
             MvccError::NotStoreRequest => GrpcCode::Unimplemented,
             MvccError::Snapshot(_) => GrpcCode::DataLoss,

@@ -670,3 +670,64 @@ mod events {
         );
     }
 }
+
+mod apply {
+    use super::*;
+    use ketch_proto::ketchpb::{RaftRequest, raft_request, raft_response};
+    use ketch_proto::{AlarmRequest, LeaseGrantRequest, LeaseRevokeRequest};
+
+    fn apply(
+        s: &mut Store,
+        r: raft_request::Request,
+    ) -> Result<raft_response::Response, MvccError> {
+        s.apply(&RaftRequest { request: Some(r) }, &mut Vec::new())
+            .map(|r| r.response.unwrap())
+    }
+
+    #[test]
+    fn apply_routes_each_command_and_sets_the_header_revision() {
+        let mut s = Store::new();
+        let grant = LeaseGrantRequest { ttl: 60, id: 9 };
+        let Ok(raft_response::Response::LeaseGrant(g)) =
+            apply(&mut s, raft_request::Request::LeaseGrant(grant))
+        else {
+            panic!()
+        };
+        assert_eq!((g.id, g.ttl, g.header.unwrap().revision), (9, 60, 1));
+        let put = PutRequest {
+            key: b("k"),
+            value: b("v"),
+            lease: 9,
+            ..Default::default()
+        };
+        let Ok(raft_response::Response::Put(p)) = apply(&mut s, raft_request::Request::Put(put))
+        else {
+            panic!()
+        };
+        assert_eq!(p.header.unwrap().revision, 2);
+        let Ok(raft_response::Response::LeaseRevoke(r)) = apply(
+            &mut s,
+            raft_request::Request::LeaseRevoke(LeaseRevokeRequest { id: 9 }),
+        ) else {
+            panic!()
+        };
+        assert_eq!(r.header.unwrap().revision, 3);
+        assert!(range(&s, "k", "").kvs.is_empty());
+        let alarm = raft_request::Request::Alarm(AlarmRequest::default());
+        assert_eq!(apply(&mut s, alarm), Err(MvccError::NotStoreRequest));
+        assert_eq!(
+            s.apply(&RaftRequest { request: None }, &mut Vec::new()),
+            Err(MvccError::NotStoreRequest)
+        );
+        let c = CompactionRequest {
+            revision: 3,
+            physical: false,
+        };
+        let Ok(raft_response::Response::Compaction(c)) =
+            apply(&mut s, raft_request::Request::Compaction(c))
+        else {
+            panic!()
+        };
+        assert_eq!(c.header.unwrap().revision, 3);
+    }
+}
