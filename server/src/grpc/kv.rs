@@ -94,7 +94,9 @@ impl Kv for KvService {
         validate::check_txn(&req, self.node.limits.max_txn_ops).map_err(|e| mvcc_status(&e))?;
         let resp = self.replicate(raft_request::Request::Txn(req)).await?;
         let mut resp = expect_response!(resp, Txn);
-        fill_txn_headers(&self.node, &mut resp);
+        // Nested responses keep the headers the store gave them (etcd's: a range reports the
+        // revision it read at, a write the txn's revision, a nested txn an empty header).
+        fill_header(&self.node, &mut resp.header);
         Ok(Response::new(resp))
     }
 
@@ -117,32 +119,4 @@ impl Kv for KvService {
 fn fill_header(node: &Node, header: &mut Option<ketch_proto::ResponseHeader>) {
     let revision = header.as_ref().map_or(0, |h| h.revision);
     *header = Some(node.header(revision));
-}
-
-/// etcd sets the member's full header on the txn response only; every nested response carries
-/// a header holding just the txn's revision (as `etcdctl txn -w json` shows against etcd 3.4).
-fn fill_txn_headers(node: &Node, resp: &mut TxnResponse) {
-    fill_header(node, &mut resp.header);
-    let revision = resp.header.as_ref().map_or(0, |h| h.revision);
-    set_nested_headers(&mut resp.responses, revision);
-}
-
-fn set_nested_headers(responses: &mut [ketch_proto::ResponseOp], revision: i64) {
-    use ketch_proto::response_op::Response as R;
-    let header = Some(ketch_proto::ResponseHeader {
-        revision,
-        ..Default::default()
-    });
-    for op in responses {
-        match &mut op.response {
-            Some(R::ResponseRange(r)) => r.header = header.clone(),
-            Some(R::ResponsePut(r)) => r.header = header.clone(),
-            Some(R::ResponseDeleteRange(r)) => r.header = header.clone(),
-            Some(R::ResponseTxn(r)) => {
-                r.header = header.clone();
-                set_nested_headers(&mut r.responses, revision);
-            }
-            None => {}
-        }
-    }
 }
