@@ -96,10 +96,19 @@ impl Gen {
             30..55 => Op::Range(self.range(rev, compact_rev)),
             55..65 => Op::Delete(self.delete()),
             65..88 => Op::Txn(self.txn(2, rev, compact_rev)),
-            88..93 => Op::Compact(CompactionRequest {
-                revision: self.revision_near(rev, compact_rev).max(compact_rev - 1),
-                physical: true,
-            }),
+            88..93 => {
+                let near = self.revision_near(rev, compact_rev).max(compact_rev - 1);
+                // Now and then the edge revisions 0 and -1.
+                let revision = if self.rng.random_bool(0.1) {
+                    self.rng.random_range(-1..=0)
+                } else {
+                    near
+                };
+                Op::Compact(CompactionRequest {
+                    revision,
+                    physical: true,
+                })
+            }
             93..96 => {
                 let id = 1000 + self.leases.len() as i64;
                 self.leases.push(id);
