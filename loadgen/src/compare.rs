@@ -38,7 +38,7 @@ pub struct CompareArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "put-1,put-100,range-l,range-s,put-100-open"
+        default_value = "put-1,put-100,range-l,range-s,put-100-open-2k,put-100-open"
     )]
     pub cases: Vec<String>,
     /// Print the known cases and exit.
@@ -126,6 +126,15 @@ pub const CASES: &[Case] = &[
         rate: None,
         args: &["range", "foo", "--consistency", "s"],
         seed_key: Some("foo"),
+    },
+    Case {
+        name: "put-100-open-2k",
+        about: "put, open loop at 2,000/s, 100 clients, 10 conns (latency from intended send time)",
+        conns: 10,
+        clients: 100,
+        rate: Some(2_000.0),
+        args: PUT,
+        seed_key: None,
     },
     Case {
         name: "put-100-open",
@@ -234,6 +243,7 @@ pub async fn run(a: &CompareArgs, common: &Common) -> Result<()> {
         ),
     };
     let mut results = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
     for round in 0..a.rounds {
         for (ci, c) in cases.iter().enumerate() {
             // Alternate which target goes first, so neither always runs on a warmer machine.
@@ -247,7 +257,12 @@ pub async fn run(a: &CompareArgs, common: &Common) -> Result<()> {
                     continue;
                 }
                 match run_one(a, common, &out, round, c, &targets[ti]).await {
-                    Ok(r) => results.push(r),
+                    Ok(Ok(r)) => results.push(r),
+                    Ok(Err(why)) if targets[ti].name == "ketch" => {
+                        eprintln!("ketch failed {}: {why}", c.name);
+                        failures.push(format!("round {round}, `{}` on ketch: {why}", c.name));
+                    }
+                    Ok(Err(why)) => bail!("etcd, case {}: {why}", c.name),
                     Err(e) if targets[ti].name == "ketch" => {
                         eprintln!("ketch unusable: {e:#}");
                         targets[ti].unusable = Some(format!("{e:#}"));
@@ -257,24 +272,41 @@ pub async fn run(a: &CompareArgs, common: &Common) -> Result<()> {
             }
         }
     }
-    let ketch_note = ketch_note.or_else(|| {
-        targets
-            .iter()
-            .find(|t| t.name == "ketch")
-            .and_then(|t| t.unusable.clone())
-    });
-    let readme = write_report(
-        a,
-        common,
-        &out,
-        &cases,
-        &results,
-        ketch_note.as_deref(),
-        git,
-    )?;
+    let unusable = targets
+        .iter()
+        .find(|t| t.name == "ketch")
+        .and_then(|t| t.unusable.clone());
+    let headline = headline(
+        ketch_note.or(unusable).as_deref(),
+        results.iter().any(|r| r.target == "ketch"),
+        &failures,
+    );
+    let readme = write_report(a, common, &out, &cases, &results, &headline, git)?;
     println!("{readme}");
     eprintln!("report: {}", out.join("README.md").display());
     Ok(())
+}
+
+/// What the report says first: whether ketch was measured, and what failed.
+pub fn headline(unusable: Option<&str>, ketch_measured: bool, failures: &[String]) -> String {
+    let mut h = match (unusable, ketch_measured) {
+        (Some(why), false) => {
+            format!("**ketch was not measured**: {why}. This report measures etcd alone.")
+        }
+        (Some(why), true) => format!(
+            "ketch was measured until it became unusable ({why}); later runs measure etcd alone."
+        ),
+        (None, _) => {
+            "Both servers were measured, alternating, with the same flags and cases.".to_string()
+        }
+    };
+    if !failures.is_empty() {
+        h.push_str("\n\nRuns that failed (no figures):\n");
+        for f in failures {
+            h.push_str(&format!("\n- {f}"));
+        }
+    }
+    h
 }
 
 fn report_dir(a: &CompareArgs, git: Option<&machine::GitRev>) -> Result<PathBuf> {
@@ -433,7 +465,7 @@ async fn run_one(
     round: usize,
     c: &Case,
     t: &Target,
-) -> Result<RunResult> {
+) -> Result<Result<RunResult, String>> {
     let mut server = start_server(&t.bin, t.name, &a.server_cpus)?;
     wait_ready(&mut server).await?;
     if let Some(key) = c.seed_key {
@@ -459,17 +491,20 @@ async fn run_one(
     let cpu0 = machine::process_cpu(server.pid());
     let output = tokio::process::Command::new(prog)
         .args(rest)
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .output()
         .await?;
     let cpu1 = machine::process_cpu(server.pid());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprint!("{stderr}");
     if !output.status.success() {
-        bail!(
-            "loadgen failed ({}) for {} on {}",
+        // The case failed on a server that serves: report it and go on with the next case.
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+        return Ok(Err(format!(
+            "loadgen exited with {}: {}",
             output.status,
-            c.name,
-            t.name
-        );
+            last.unwrap_or("no message")
+        )));
     }
     let summary: Summary =
         serde_json::from_slice(&output.stdout).context("parsing loadgen JSON")?;
@@ -480,7 +515,7 @@ async fn run_one(
         }
         _ => None,
     };
-    Ok(RunResult {
+    Ok(Ok(RunResult {
         round,
         case: c.name,
         target: t.name,
@@ -489,7 +524,7 @@ async fn run_one(
         server_cpu_us_per_request,
         load_before,
         fsync_p50_before,
-    })
+    }))
 }
 
 fn loadgen_args(
@@ -561,7 +596,7 @@ fn write_report(
     out: &Path,
     cases: &[&Case],
     results: &[RunResult],
-    ketch_note: Option<&str>,
+    headline: &str,
     git: Option<machine::GitRev>,
 ) -> Result<String> {
     let m = machine::machine(Some(&std::env::temp_dir()));
@@ -571,20 +606,7 @@ fn write_report(
         "# ketch vs etcd: {}\n",
         machine::utc_timestamp(machine::unix_now())
     );
-    match ketch_note {
-        Some(why) => {
-            let _ = writeln!(
-                r,
-                "**ketch was not measured**: {why}. This report measures etcd alone.\n"
-            );
-        }
-        None => {
-            let _ = writeln!(
-                r,
-                "Both servers were measured, alternating, with the same flags and cases.\n"
-            );
-        }
-    }
+    let _ = writeln!(r, "{headline}\n");
     if let Some(note) = &a.note {
         let _ = writeln!(r, "{note}\n");
     }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use ketch_loadgen::cli::{parse_duration, serializable};
+use ketch_loadgen::compare::headline;
 use ketch_loadgen::connect::{EndpointStatus, dial_targets, endpoint_url};
 use ketch_loadgen::svg::nines;
 use ketch_loadgen::workloads::{KeyGen, STAMP_BYTES, value_stamp};
@@ -90,4 +91,19 @@ fn nines_axis() {
     assert!((nines(90.0) - 1.0).abs() < 1e-9);
     assert!((nines(99.9) - 3.0).abs() < 1e-9);
     assert_eq!(nines(0.0), 0.0);
+}
+
+#[test]
+fn compare_headline_says_what_was_measured() {
+    let h = headline(Some("no ketch binary found"), false, &[]);
+    assert!(h.starts_with("**ketch was not measured**: no ketch binary found"));
+    let h = headline(
+        None,
+        true,
+        &["round 0, `watch-latency` on ketch: Unimplemented".into()],
+    );
+    assert!(h.starts_with("Both servers were measured"));
+    assert!(h.contains("- round 0, `watch-latency` on ketch: Unimplemented"));
+    let h = headline(Some("server exited"), true, &[]);
+    assert!(h.starts_with("ketch was measured until it became unusable (server exited)"));
 }
