@@ -21,7 +21,7 @@ use parking_lot::RwLock;
 use crate::handle::{COMMAND_QUEUE_CAPACITY, Command, ProposeError, RaftHandle, Reply, StatusCell};
 use crate::log_store::LogStore;
 use crate::snapshot_file::SnapshotFile;
-use crate::state_machine::{EventSink, StateMachine};
+use crate::state_machine::{EventSink, SnapshotWrites, StateMachine};
 use crate::state_store::StateStore;
 use crate::types::{KetchRaftTypes, Member, MemberId};
 
@@ -167,7 +167,13 @@ where
         LogStore::recover(wal, recovery.records, opts.vote_path()).map_err(StartError::Log)?;
     let recovered_last = log.last_index();
     let store = Arc::new(RwLock::new(S::default()));
-    let sm = StateMachine::new(store.clone(), opts.snap_dir(), events);
+    let snapshot_writes = SnapshotWrites::default();
+    let sm = StateMachine::new(
+        store.clone(),
+        opts.snap_dir(),
+        events,
+        snapshot_writes.clone(),
+    );
     let raft = KetchRaft::new(opts.member_id, config, network, log.clone(), sm)
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -191,6 +197,7 @@ where
     let driver = Driver {
         raft: raft.clone(),
         log,
+        snapshot_writes,
         request_timeout: opts.request_timeout,
         reads: Rc::default(),
         status: status.clone(),
@@ -260,6 +267,7 @@ struct ReadRounds {
 struct Driver<S: StateStore> {
     raft: KetchRaft<S>,
     log: LogStore,
+    snapshot_writes: SnapshotWrites,
     request_timeout: Duration,
     reads: Rc<ReadRounds>,
     status: Arc<StatusCell>,
@@ -334,6 +342,10 @@ impl<S: StateStore> Driver<S> {
         }
         if let Err(e) = self.log.wal().clone().close().await {
             tracing::error!("closing the WAL: {e}");
+        }
+        let started = Instant::now();
+        while self.snapshot_writes.in_flight() > 0 && started.elapsed() < SHUTDOWN_DRAIN_MAX {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
         }
     }
 }

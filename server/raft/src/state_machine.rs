@@ -5,6 +5,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::TryStreamExt;
 use ketch_proto::ketchpb::RaftResponse;
@@ -33,6 +34,40 @@ pub struct UndecodableEntry {
     pub source: prost::DecodeError,
 }
 
+/// Snapshot files being written on blocking threads. Such a thread outlives a cancelled
+/// builder, so shutdown waits for this to drop to zero before it reports the member stopped.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotWrites(Arc<AtomicUsize>);
+
+impl SnapshotWrites {
+    pub fn in_flight(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Writes the snapshot file on a blocking thread (a large write and its fsync would
+    /// stall every task of the raft executor).
+    async fn write(
+        &self,
+        dir: PathBuf,
+        meta: SnapshotMeta,
+        data: Vec<u8>,
+    ) -> io::Result<SnapshotFile> {
+        struct Done(Arc<AtomicUsize>);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.0.fetch_add(1, Ordering::AcqRel);
+        let done = Done(self.0.clone());
+        GlommioRuntime::spawn_blocking(move || {
+            let _done = done;
+            snapshot_file::write(&dir, &meta, &data)
+        })
+        .await?
+    }
+}
+
 /// The replicated state machine of one member.
 pub struct StateMachine<S: StateStore> {
     store: Arc<RwLock<S>>,
@@ -40,6 +75,7 @@ pub struct StateMachine<S: StateStore> {
     membership: StoredMembership,
     snap_dir: PathBuf,
     sink: Option<EventSink<S::Event>>,
+    writes: SnapshotWrites,
 }
 
 impl<S: StateStore> StateMachine<S> {
@@ -47,6 +83,7 @@ impl<S: StateStore> StateMachine<S> {
         store: Arc<RwLock<S>>,
         snap_dir: PathBuf,
         sink: Option<EventSink<S::Event>>,
+        writes: SnapshotWrites,
     ) -> Self {
         StateMachine {
             store,
@@ -54,6 +91,7 @@ impl<S: StateStore> StateMachine<S> {
             membership: StoredMembership::default(),
             snap_dir,
             sink,
+            writes,
         }
     }
 
@@ -93,18 +131,18 @@ pub struct SnapshotBuilder {
     meta: SnapshotMeta,
     data: Vec<u8>,
     snap_dir: PathBuf,
+    writes: SnapshotWrites,
 }
 
 impl RaftSnapshotBuilder<KetchRaftTypes> for SnapshotBuilder {
     type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> Result<KetchSnapshot, io::Error> {
-        let meta = self.meta.clone();
         let data = std::mem::take(&mut self.data);
-        let dir = self.snap_dir.clone();
-        // Writing and fsyncing a large file would stall every task of the raft executor.
-        let file = GlommioRuntime::spawn_blocking(move || snapshot_file::write(&dir, &meta, &data))
-            .await??;
+        let file = self
+            .writes
+            .write(self.snap_dir.clone(), self.meta.clone(), data)
+            .await?;
         Ok(Snapshot {
             meta: self.meta.clone(),
             snapshot: file,
@@ -163,6 +201,7 @@ impl<S: StateStore> RaftStateMachine<KetchRaftTypes> for StateMachine<S> {
             meta,
             data,
             snap_dir: self.snap_dir.clone(),
+            writes: self.writes.clone(),
         }
     }
 
@@ -187,9 +226,9 @@ impl<S: StateStore> RaftStateMachine<KetchRaftTypes> for StateMachine<S> {
         self.membership = meta.last_membership.clone();
         if snapshot.path.parent() != Some(self.snap_dir.as_path()) {
             // Received from the leader: keep it as this member's current snapshot.
-            let dir = self.snap_dir.clone();
-            let m = meta.clone();
-            GlommioRuntime::spawn_blocking(move || snapshot_file::write(&dir, &m, &data)).await??;
+            self.writes
+                .write(self.snap_dir.clone(), meta.clone(), data)
+                .await?;
         }
         Ok(())
     }
