@@ -34,6 +34,13 @@ fn in_span(k: &[u8], key: &[u8], end: &[u8]) -> bool {
     }
 }
 
+/// Deletes the span's keys; whether any was there.
+fn delete(m: &mut Map, key: &[u8], end: &[u8]) -> bool {
+    let before = m.len();
+    m.retain(|k, _| !in_span(k, key, end));
+    m.len() != before
+}
+
 impl Model {
     fn new() -> Self {
         Model {
@@ -108,7 +115,7 @@ impl Model {
 
     /// Applies the taken branch of `t` to `m`; false if a put needs a key or lease that the
     /// state before the txn lacks (the store then refuses the whole txn).
-    fn txn(&self, t: &TxnRequest, m: &mut Map) -> bool {
+    fn txn(&self, t: &TxnRequest, m: &mut Map, wrote: &mut bool) -> bool {
         let before = &self.states[self.rev() as usize];
         let ops = if t.compare.iter().all(|c| self.compare(c)) {
             &t.success
@@ -124,12 +131,13 @@ impl Model {
                         return false;
                     }
                     self.put(m, &p.key, &p.value, p.lease, p.ignore_value, p.ignore_lease);
+                    *wrote = true;
                 }
                 request_op::Request::RequestDeleteRange(d) => {
-                    m.retain(|k, _| !in_span(k, &d.key, &d.range_end));
+                    *wrote |= delete(m, &d.key, &d.range_end);
                 }
                 request_op::Request::RequestTxn(n) => {
-                    if !self.txn(n, m) {
+                    if !self.txn(n, m, wrote) {
                         return false;
                     }
                 }
@@ -142,6 +150,9 @@ impl Model {
     /// Applies a write the API checks accepted; returns whether the store should accept it.
     fn apply(&mut self, op: &Op) -> bool {
         let mut next = self.states[self.rev() as usize].clone();
+        // etcd bumps the revision when a request wrote, even if the state ends up unchanged
+        // (a txn that puts a key and then deletes it).
+        let mut wrote = false;
         let ok = match op {
             Op::Put(p) => {
                 let exists = next.contains_key(&p.key);
@@ -156,18 +167,20 @@ impl Model {
                         p.ignore_value,
                         p.ignore_lease,
                     );
+                    wrote = true;
                 }
                 ok
             }
             Op::Delete(d) => {
-                next.retain(|k, _| !in_span(k, &d.key, &d.range_end));
+                wrote = delete(&mut next, &d.key, &d.range_end);
                 true
             }
             Op::Txn(t) => {
                 // A txn that fails a range revision check is refused too (nothing to model).
-                let ok = self.txn(t, &mut next) && self.ranges_valid(t);
+                let ok = self.txn(t, &mut next, &mut wrote) && self.ranges_valid(t);
                 if !ok {
                     next = self.states[self.rev() as usize].clone();
+                    wrote = false;
                 }
                 ok
             }
@@ -181,12 +194,14 @@ impl Model {
             Op::LeaseGrant(id) => self.leases.insert(*id),
             Op::LeaseRevoke(id) => {
                 let ok = self.leases.remove(id);
+                let before = next.len();
                 next.retain(|_, kv| !(ok && kv.lease == *id));
+                wrote = next.len() != before;
                 ok
             }
             Op::Range(_) => true,
         };
-        if next != self.states[self.rev() as usize] {
+        if wrote {
             self.states.push(next);
         }
         ok
