@@ -160,6 +160,11 @@ where
             source,
         })?;
     }
+    let snap_dir = opts.snap_dir();
+    crate::snapshot_file::remove_temp_files(&snap_dir).map_err(|source| StartError::DataDir {
+        path: snap_dir,
+        source,
+    })?;
     let mut wal_opts = WalOptions::new(opts.wal_dir());
     wal_opts.segment_size_bytes = opts.wal_segment_size_bytes;
     let (wal, recovery) = Wal::open(wal_opts).await?;

@@ -129,6 +129,17 @@ fn list(dir: &Path) -> io::Result<Vec<(PathBuf, (u64, u64))>> {
     Ok(out)
 }
 
+/// Removes `*.tmp` files a crash left behind mid-write (never complete, never read).
+pub fn remove_temp_files(dir: &Path) -> io::Result<()> {
+    for ent in std::fs::read_dir(dir)? {
+        let path = ent?.path();
+        if path.extension().is_some_and(|x| x == "tmp") {
+            std::fs::remove_file(path)?;
+        }
+    }
+    Ok(())
+}
+
 /// The newest snapshot in `dir`, if any.
 pub fn latest(dir: &Path) -> io::Result<Option<PathBuf>> {
     Ok(list(dir)?
