@@ -78,6 +78,8 @@ pub struct RaftStatus {
     /// 0 when no leader is known.
     pub leader_id: MemberId,
     pub term: u64,
+    /// Index of the last entry in the local log (etcd's Status `raftIndex`).
+    pub last_log_index: u64,
     pub commit_index: u64,
     pub applied_index: u64,
     pub is_leader: bool,
@@ -88,6 +90,7 @@ pub struct RaftStatus {
 pub(crate) struct StatusCell {
     pub leader_id: AtomicU64,
     pub term: AtomicU64,
+    pub last_log_index: AtomicU64,
     pub commit_index: AtomicU64,
     pub applied_index: AtomicU64,
     pub is_leader: AtomicBool,
@@ -100,6 +103,7 @@ impl StatusCell {
         RaftStatus {
             leader_id: self.leader_id.load(Ordering::Acquire),
             term: self.term.load(Ordering::Acquire),
+            last_log_index: self.last_log_index.load(Ordering::Acquire),
             commit_index: self.commit_index.load(Ordering::Acquire),
             applied_index: self.applied_index.load(Ordering::Acquire),
             is_leader: self.is_leader.load(Ordering::Acquire),

@@ -239,6 +239,9 @@ fn copy_metrics(m: &openraft::RaftMetrics<KetchRaftTypes>, status: &StatusCell) 
     status.leader_id.store(leader, Ordering::Release);
     status.term.store(m.current_term, Ordering::Release);
     status
+        .last_log_index
+        .store(m.last_log_index.unwrap_or(0), Ordering::Release);
+    status
         .commit_index
         .store(m.local_committed.map_or(0, |l| l.index), Ordering::Release);
     status

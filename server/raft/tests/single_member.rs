@@ -31,7 +31,12 @@ fn writes_from_another_thread_are_applied_with_increasing_revisions() {
         store.read().kv.get(b"k7".as_slice()).unwrap(),
         &(b"v".to_vec(), 8)
     );
-    assert!(m.handle.status().applied_index >= 20);
+    let status = m.handle.status();
+    assert!(
+        status.applied_index >= 20 && status.commit_index >= status.applied_index,
+        "{status:?}"
+    );
+    assert!(status.last_log_index >= status.commit_index, "{status:?}");
     // Events reached the subscriber in log order.
     let evs: Vec<i64> = m.events.try_iter().flatten().map(|(_, rev)| rev).collect();
     assert_eq!(evs, (1..=20).collect::<Vec<i64>>());
