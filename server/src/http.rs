@@ -16,6 +16,9 @@ use tonic::body::Body;
 use tonic::service::Routes;
 use tower::Service;
 
+#[path = "gateway/mod.rs"]
+mod gateway;
+
 use crate::node::Node;
 use crate::version::{ETCD_CLUSTER_VERSION, ETCD_COMPAT_VERSION};
 
@@ -74,7 +77,7 @@ fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Re
 }
 
 /// Go's `http.Error` body and headers, as etcd's handlers produce them.
-fn go_error(status: StatusCode, text: &str) -> Response<Body> {
+pub(crate) fn go_error(status: StatusCode, text: &str) -> Response<Body> {
     let mut resp = respond(status, "text/plain; charset=utf-8", format!("{text}\n"));
     resp.headers_mut().insert(
         "x-content-type-options",
@@ -119,6 +122,9 @@ async fn plain_http(node: &Node, req: Request<Incoming>) -> Response<Body> {
             "text/plain; version=0.0.4; charset=utf-8",
             crate::metrics::render(node).await,
         ),
+        path if path.starts_with("/v3/") || path.starts_with("/v3beta/") => {
+            gateway::handle(node, req).await
+        }
         _ => go_error(StatusCode::NOT_FOUND, "404 page not found"),
     }
 }
