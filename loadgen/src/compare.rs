@@ -491,6 +491,7 @@ async fn run_one(
     let cpu0 = machine::process_cpu(server.pid());
     let output = tokio::process::Command::new(prog)
         .args(rest)
+        .env("RUST_LIB_BACKTRACE", "0")
         .stderr(Stdio::piped())
         .output()
         .await?;
@@ -499,7 +500,10 @@ async fn run_one(
     eprint!("{stderr}");
     if !output.status.success() {
         // The case failed on a server that serves: report it and go on with the next case.
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+        let last = stderr
+            .lines()
+            .find(|l| l.starts_with("Error:"))
+            .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()));
         return Ok(Err(format!(
             "loadgen exited with {}: {}",
             output.status,
