@@ -63,9 +63,8 @@ impl TimeSeries {
     }
 
     fn append_hlog(&mut self, op: &str, h: &Histogram<u64>, start: Duration, span: Duration) {
-        let mut builder = IntervalLogWriterBuilder::new();
-        let mut w = builder
-            .with_max_value_divisor(1000.0)
+        // A builder without comments, times or divisor writes no header lines: just the interval.
+        let mut w = IntervalLogWriterBuilder::new()
             .begin_log_with(&mut self.hlog_lines, &mut self.serializer)
             .expect("writing to memory");
         // Tags may not contain ',' ' ' or '\n'; op names never do.
@@ -102,10 +101,9 @@ impl TimeSeries {
         {
             let mut builder = IntervalLogWriterBuilder::new();
             builder
-                .add_comment("ketch-loadgen interval log: values in microseconds, tag = operation")
+                .add_comment("ketch-loadgen interval log: values (and Interval_Max) in microseconds, tag = operation")
                 .with_start_time(header_time)
-                .with_base_time(header_time)
-                .with_max_value_divisor(1000.0);
+                .with_base_time(header_time);
             builder
                 .begin_log_with(&mut out, &mut ser)
                 .expect("writing to memory");

@@ -44,6 +44,8 @@ fn check_folder(dir: &Path, summary: &Summary, ops: &[&str]) {
     assert!(run["machine"]["logical_cpus"].as_u64().unwrap() >= 1);
     let csv = std::fs::read_to_string(dir.join("timeseries.csv")).unwrap();
     let hlog = std::fs::read_to_string(dir.join("latency.hlog")).unwrap();
+    assert_eq!(hlog.matches("#[StartTime").count(), 1, "one header only");
+    assert!(!hlog.contains("MaxValueDivisor"));
     for op in ops {
         let s = summary
             .op(op)
