@@ -44,12 +44,65 @@ impl hyper::service::Service<Request<Incoming>> for ClientService {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         if is_grpc(&req) {
             let mut routes = self.routes.clone();
-            Box::pin(async move { routes.call(req.map(Body::new)).await })
+            Box::pin(async move {
+                let mut resp = routes.call(req.map(Body::new)).await?;
+                grpc_go_oversize_status(resp.headers_mut());
+                Ok(resp)
+            })
         } else {
             let node = self.node.clone();
-            Box::pin(async move { Ok(plain_http(&node, req).await) })
+            let routes = self.routes.clone();
+            Box::pin(async move { Ok(plain_http(&node, &routes, req).await) })
         }
     }
+}
+
+/// tonic refuses a request above the decode limit with OutOfRange and its own wording; etcd
+/// (grpc-go) answers ResourceExhausted "grpc: received message larger than max (N vs. M)".
+/// The refusal is a trailers-only response, so its status sits in the headers.
+fn grpc_go_oversize_status(headers: &mut http::HeaderMap) {
+    const TONIC_PREFIX: &str = "Error, decoded message length too large: found ";
+    let Some(message) = headers.get("grpc-message").and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let message = percent_decode(message);
+    let Some(rest) = message.strip_prefix(TONIC_PREFIX) else {
+        return;
+    };
+    let numbers: Vec<&str> = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let [found, limit] = numbers[..] {
+        let text = format!("grpc: received message larger than max ({found} vs. {limit})");
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        if let Ok(v) = http::HeaderValue::from_str(&text) {
+            headers.insert("grpc-message", v);
+        }
+    }
+}
+
+/// grpc-message is percent-encoded (gRPC over HTTP/2 spec).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn is_grpc(req: &Request<Incoming>) -> bool {
@@ -93,7 +146,7 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     resp
 }
 
-async fn plain_http(node: &Node, req: Request<Incoming>) -> Response<Body> {
+async fn plain_http(node: &Node, routes: &Routes, req: Request<Incoming>) -> Response<Body> {
     let get_only = |ok: fn() -> Response<Body>| {
         if req.method() == Method::GET {
             ok()
@@ -123,7 +176,7 @@ async fn plain_http(node: &Node, req: Request<Incoming>) -> Response<Body> {
             crate::metrics::render(node).await,
         ),
         path if path.starts_with("/v3/") || path.starts_with("/v3beta/") => {
-            gateway::handle(node, req).await
+            gateway::handle(routes, req).await
         }
         _ => go_error(StatusCode::NOT_FOUND, "404 page not found"),
     }

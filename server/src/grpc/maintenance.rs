@@ -1,12 +1,18 @@
-//! Maintenance: Status for `etcdctl endpoint status`; the rest of the service (alarms,
-//! defragment, hashes, snapshot, move-leader) is the cluster issue's and answers Unimplemented.
+//! Maintenance: Status, Hash, HashKV, Defragment and the alarm list. Raising and disarming
+//! alarms (quota), Snapshot and MoveLeader belong to the cluster issue and answer
+//! Unimplemented until then.
 
 use std::sync::Arc;
 
+use ketch_proto::alarm_request::AlarmAction;
 use ketch_proto::maintenance_server::Maintenance;
-use ketch_proto::{StatusRequest, StatusResponse};
+use ketch_proto::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
+    HashKvResponse, HashRequest, HashResponse, StatusRequest, StatusResponse,
+};
 use tonic::{Request, Response, Status};
 
+use crate::errors::mvcc_status;
 use crate::node::Node;
 use crate::version::ETCD_COMPAT_VERSION;
 
@@ -42,6 +48,66 @@ impl Maintenance for MaintenanceService {
             errors,
             db_size_in_use: db_size,
             is_learner: false,
+        }))
+    }
+
+    /// etcd hashes its whole backend file; ketch has no such file, so Hash is the KV hash at
+    /// the current revision (equal on members holding the same data, which is what it is for).
+    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let _inflight = self.node.enter();
+        let store = self.node.raft.store();
+        let store = store.read();
+        let (hash, _) = store.hash_kv(0).map_err(|e| mvcc_status(&e))?;
+        Ok(Response::new(HashResponse {
+            header: Some(self.node.header(store.revision())),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let _inflight = self.node.enter();
+        let store = self.node.raft.store();
+        let store = store.read();
+        let (hash, compact_revision) = store
+            .hash_kv(req.get_ref().revision)
+            .map_err(|e| mvcc_status(&e))?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.node.header(store.revision())),
+            hash,
+            compact_revision,
+        }))
+    }
+
+    /// The store lives in memory and compaction frees what it drops at once: there is no file
+    /// to rewrite, so defragmenting succeeds without work.
+    async fn defragment(
+        &self,
+        _req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        let _inflight = self.node.enter();
+        let revision = self.node.raft.store().read().revision();
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.node.header(revision)),
+        }))
+    }
+
+    /// No alarm is ever raised yet (the quota check comes with the cluster issue): the list is
+    /// empty and disarming finds nothing to disarm, as on etcd without alarms. Raising an
+    /// alarm by hand is refused until alarms exist.
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        let _inflight = self.node.enter();
+        if req.get_ref().action() == AlarmAction::Activate {
+            return Err(Status::unimplemented(
+                "ketch: raising alarms is not supported yet",
+            ));
+        }
+        let revision = self.node.raft.store().read().revision();
+        Ok(Response::new(AlarmResponse {
+            header: Some(self.node.header(revision)),
+            alarms: Vec::new(),
         }))
     }
 }
