@@ -6,11 +6,13 @@ mod errors;
 mod grpc;
 mod http;
 mod identity;
+mod lease;
 mod metrics;
 mod node;
 mod rt;
 mod shards;
 mod version;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -161,6 +163,12 @@ fn run(config: Config) -> anyhow::Result<()> {
     };
     let raft_options = raft_options(&config, &identity);
     let (cluster_id, member_id) = (identity.cluster_id, identity.member_id);
+    let watch_hub = watch::WatchHub::new(config.experimental.watch_progress_notify_interval);
+    let lessor = lease::Lessor::new(
+        member_id,
+        config.heartbeat_interval_ms,
+        config.election_timeout_ms,
+    );
 
     let (node_tx, node_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Arc<Node>>>(1);
     let (bound_tx, bound_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<()>>(plan.shards);
@@ -173,10 +181,10 @@ fn run(config: Config) -> anyhow::Result<()> {
     let bound = bound_tx.clone();
     let shard0 = shards::executor(0, plan.io_memory_bytes)
         .spawn(move || async move {
-            let started = ketch_raft::start::<ketch_mvcc::Store, _>(
+            let started = ketch_raft::start::<lease::ReplicatedStore, _>(
                 raft_options,
                 ketch_raft::UnreachableNetwork,
-                None,
+                Some(watch_hub.sink()),
             )
             .await;
             let (raft, raft_node) = match started {
@@ -186,8 +194,18 @@ fn run(config: Config) -> anyhow::Result<()> {
                     return;
                 }
             };
-            let node = Node::new(cluster_id, member_id, members, limits, raft.clone());
+            let node = Node::new(
+                cluster_id,
+                member_id,
+                members,
+                limits,
+                raft.clone(),
+                watch_hub,
+                lessor,
+            );
             let _ = node_tx.send(Ok(node.clone()));
+            let (lease_stop, lease_stop_rx) = flume::bounded::<()>(1);
+            let lease_loop = glommio::spawn_local(lease::run(node.clone(), lease_stop_rx));
             match shards::bind_listeners(&addrs) {
                 Ok(listeners) => {
                     let _ = bound.send(Ok(()));
@@ -197,6 +215,8 @@ fn run(config: Config) -> anyhow::Result<()> {
                     let _ = bound.send(Err(e));
                 }
             }
+            drop(lease_stop);
+            lease_loop.await;
             raft.shutdown().await;
             raft_node.stopped().await;
         })

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ketch_proto::ResponseHeader;
 use ketch_proto::ketchpb::{RaftRequest, RaftResponse};
-pub type RaftHandle = ketch_raft::RaftHandle<ketch_mvcc::Store>;
+pub type RaftHandle = ketch_raft::RaftHandle<crate::lease::ReplicatedStore>;
 use prost::Message;
 use tonic::Status;
 
@@ -33,6 +33,8 @@ pub struct Node {
     pub members: Vec<MemberInfo>,
     pub limits: Limits,
     pub raft: RaftHandle,
+    pub watch: Arc<crate::watch::WatchHub>,
+    pub lessor: Arc<crate::lease::Lessor>,
     pub metrics: ServerMetrics,
     inflight: AtomicUsize,
 }
@@ -44,6 +46,8 @@ impl Node {
         members: Vec<MemberInfo>,
         limits: Limits,
         raft: RaftHandle,
+        watch: Arc<crate::watch::WatchHub>,
+        lessor: Arc<crate::lease::Lessor>,
     ) -> Arc<Self> {
         Arc::new(Node {
             cluster_id,
@@ -51,6 +55,8 @@ impl Node {
             members,
             limits,
             raft,
+            watch,
+            lessor,
             metrics: ServerMetrics::default(),
             inflight: AtomicUsize::new(0),
         })

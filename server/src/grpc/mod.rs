@@ -1,22 +1,26 @@
-//! etcd's gRPC services on the client port. Services not written yet (Watch, Lease, Auth and
+//! etcd's gRPC services on the client port. Services not written yet (Auth and
 //! parts of Cluster and Maintenance) answer `Unimplemented` through the generated defaults.
 
 mod cluster;
 mod kv;
+mod lease;
 mod maintenance;
+pub mod watch;
 
 use std::sync::Arc;
 
 use ketch_proto::cluster_server::ClusterServer;
 use ketch_proto::kv_server::KvServer;
+use ketch_proto::lease_server::LeaseServer;
 use ketch_proto::maintenance_server::MaintenanceServer;
+use ketch_proto::watch_server::WatchServer;
 use tonic::service::Routes;
 
 use crate::node::Node;
 
 /// gRPC allows this much above --max-request-bytes for framing, as etcd does, so that an
 /// oversize request reaches etcd's own "request is too large" check.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 pub fn routes(node: &Arc<Node>) -> Routes {
     let max_recv = node.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
@@ -29,4 +33,6 @@ pub fn routes(node: &Arc<Node>) -> Routes {
     .add_service(MaintenanceServer::new(maintenance::MaintenanceService {
         node: node.clone(),
     }))
+    .add_service(WatchServer::new(watch::WatchService { node: node.clone() }))
+    .add_service(LeaseServer::new(lease::LeaseService { node: node.clone() }))
 }
