@@ -21,3 +21,7 @@ pub mod ketchpb {
 }
 
 pub use etcdserverpb::*;
+
+/// The encoded `FileDescriptorSet` of every message above (for reflection: the JSON gateway).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/etcd_descriptor_set.bin"));

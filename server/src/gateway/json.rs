@@ -1,0 +1,212 @@
+//! JSON <-> protobuf as etcd 3.4's grpc-gateway marshals (gogo jsonpb, `OrigName: true`,
+//! `EmitDefaults: false`): proto field names, 64-bit integers as strings, bytes as padded
+//! base64, enums by name, default values left out. Requests accept proto or camelCase names,
+//! enum names or numbers, and ignore unknown fields, as jsonpb does. Pure: no I/O.
+
+use std::sync::OnceLock;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use prost::Message;
+use prost_reflect::{
+    DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, SerializeOptions,
+};
+
+/// The gRPC message frame header: compressed flag and big-endian length.
+const FRAME_HEADER_BYTES: usize = 5;
+
+fn pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(ketch_proto::FILE_DESCRIPTOR_SET)
+            .expect("the build's descriptor set decodes")
+    })
+}
+
+/// The descriptor of a message in package `etcdserverpb` named by the route table.
+pub fn message(name: &str) -> MessageDescriptor {
+    pool()
+        .get_message_by_name(&format!("etcdserverpb.{name}"))
+        .unwrap_or_else(|| panic!("route table names an unknown message {name}"))
+}
+
+/// Parses one JSON request and encodes it as a gRPC frame. The error text is the parser's.
+pub fn request_frame(desc: &MessageDescriptor, json: serde_json::Value) -> Result<Bytes, String> {
+    let opts = DeserializeOptions::new().deny_unknown_fields(false);
+    let msg = DynamicMessage::deserialize_with_options(desc.clone(), json, &opts)
+        .map_err(|e| e.to_string())?;
+    Ok(frame(&msg.encode_to_vec()))
+}
+
+/// Wraps an encoded message in an uncompressed gRPC frame.
+pub fn frame(payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(FRAME_HEADER_BYTES + payload.len());
+    out.put_u8(0);
+    out.put_u32(u32::try_from(payload.len()).expect("gRPC messages are below 4 GiB"));
+    out.put_slice(payload);
+    out.freeze()
+}
+
+/// Takes the next complete gRPC frame's payload off the front of `buf`, if one is there.
+pub fn next_frame(buf: &mut BytesMut) -> Option<Bytes> {
+    if buf.len() < FRAME_HEADER_BYTES {
+        return None;
+    }
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if buf.len() < FRAME_HEADER_BYTES + len {
+        return None;
+    }
+    buf.advance(FRAME_HEADER_BYTES);
+    Some(buf.split_to(len).freeze())
+}
+
+/// Renders an encoded response message as jsonpb does.
+pub fn response_json(desc: &MessageDescriptor, payload: Bytes) -> Result<Vec<u8>, String> {
+    let msg = DynamicMessage::decode(desc.clone(), payload).map_err(|e| e.to_string())?;
+    let opts = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .stringify_64_bit_integers(true)
+        .skip_default_fields(true)
+        .use_enum_numbers(false);
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::new(&mut out);
+    msg.serialize_with_options(&mut ser, &opts)
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// The first JSON value of a request body, as Go's `json.Decoder` reads it (anything after
+/// the first value is ignored). An empty body is an empty message.
+pub fn first_value(body: &[u8]) -> Result<serde_json::Value, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Value::Object(Default::default()));
+    }
+    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<serde_json::Value>();
+    match values.next() {
+        Some(Ok(v)) => object_or_error(v),
+        Some(Err(e)) if e.is_eof() => Err("unexpected EOF".to_string()),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("EOF".to_string()),
+    }
+}
+
+/// jsonpb decodes a message from a JSON object only.
+pub fn object_or_error(v: serde_json::Value) -> Result<serde_json::Value, String> {
+    if v.is_object() {
+        Ok(v)
+    } else {
+        let kind = match v {
+            serde_json::Value::Array(_) => "array",
+            serde_json::Value::String(_) => "string",
+            serde_json::Value::Number(_) => "number",
+            serde_json::Value::Bool(_) => "bool",
+            _ => "null",
+        };
+        Err(format!(
+            "json: cannot unmarshal {kind} into Go value of type map[string]json.RawMessage"
+        ))
+    }
+}
+
+/// Splits complete JSON values off the front of a streamed request body. Returns the values
+/// parsed and whether the rest is malformed (as opposed to merely incomplete).
+pub fn drain_values(buf: &mut BytesMut) -> (Vec<serde_json::Value>, Option<String>) {
+    let mut values = Vec::new();
+    let mut stream = serde_json::Deserializer::from_slice(buf).into_iter::<serde_json::Value>();
+    let mut error = None;
+    for item in stream.by_ref() {
+        match item {
+            Ok(v) => values.push(v),
+            Err(e) if e.is_eof() => break,
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let consumed = stream.byte_offset();
+    buf.advance(consumed);
+    (values, error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_request_accepts_proto_and_camel_names_and_string_ints() {
+        let desc = message("PutRequest");
+        let json =
+            serde_json::json!({"key":"Zm9v","value":"YmFy","lease":"7","prevKv":true,"bogus":1});
+        let framed = request_frame(&desc, json).unwrap();
+        let mut buf = BytesMut::from(&framed[..]);
+        let payload = next_frame(&mut buf).unwrap();
+        let req = ketch_proto::PutRequest::decode(payload).unwrap();
+        assert_eq!(&req.key[..], b"foo");
+        assert_eq!(&req.value[..], b"bar");
+        assert_eq!(req.lease, 7);
+        assert!(req.prev_kv);
+    }
+
+    #[test]
+    fn range_response_renders_as_jsonpb() {
+        let resp = ketch_proto::RangeResponse {
+            header: Some(ketch_proto::ResponseHeader {
+                cluster_id: 1,
+                member_id: 2,
+                revision: 3,
+                raft_term: 0,
+            }),
+            kvs: vec![ketch_proto::mvccpb::KeyValue {
+                key: Bytes::from_static(b"foo"),
+                create_revision: 2,
+                mod_revision: 2,
+                version: 1,
+                value: Bytes::from_static(b"bar"),
+                lease: 0,
+            }],
+            more: false,
+            count: 1,
+        };
+        let out = response_json(&message("RangeResponse"), resp.encode_to_vec().into()).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"header":{"cluster_id":"1","member_id":"2","revision":"3"},"kvs":[{"key":"Zm9v","create_revision":"2","mod_revision":"2","version":"1","value":"YmFy"}],"count":"1"}"#
+        );
+    }
+
+    #[test]
+    fn enums_render_by_name_and_uint32_as_number() {
+        let resp = ketch_proto::HashResponse {
+            header: None,
+            hash: 4_168_932_502,
+        };
+        let out = response_json(&message("HashResponse"), resp.encode_to_vec().into()).unwrap();
+        assert_eq!(std::str::from_utf8(&out).unwrap(), r#"{"hash":4168932502}"#);
+        let desc = message("TxnRequest");
+        let json = serde_json::json!({"compare":[{"key":"YQ==","result":"NOT_EQUAL","target":3}]});
+        let mut buf = BytesMut::from(&request_frame(&desc, json).unwrap()[..]);
+        let txn = ketch_proto::TxnRequest::decode(next_frame(&mut buf).unwrap()).unwrap();
+        assert_eq!(txn.compare[0].result, 3);
+        assert_eq!(txn.compare[0].target, 3);
+    }
+
+    #[test]
+    fn bodies_parse_as_go_decoder_reads_them() {
+        assert_eq!(first_value(b"").unwrap(), serde_json::json!({}));
+        assert_eq!(first_value(b"{\"key\":").unwrap_err(), "unexpected EOF");
+        assert!(
+            first_value(b"[1]")
+                .unwrap_err()
+                .contains("cannot unmarshal array")
+        );
+        assert_eq!(
+            first_value(b"{\"a\":1} trailing").unwrap(),
+            serde_json::json!({"a":1})
+        );
+        let mut buf = BytesMut::from(&b"{\"a\":1}\n{\"b\":2}{\"c\""[..]);
+        let (values, err) = drain_values(&mut buf);
+        assert_eq!(values.len(), 2);
+        assert!(err.is_none());
+        assert_eq!(&buf[..], b"{\"c\"");
+    }
+}
