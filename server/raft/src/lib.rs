@@ -14,6 +14,7 @@ pub mod runtime;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod state_store;
+pub mod transport;
 pub mod types;
 
 pub use handle::{COMMAND_QUEUE_CAPACITY, ProposeError, RaftHandle, RaftStatus};
@@ -23,4 +24,5 @@ pub use runtime::{EXECUTOR_IO_MEMORY_BYTES, GlommioRuntime, executor_builder};
 pub use snapshot_file::SnapshotFile;
 pub use state_machine::EventSink;
 pub use state_store::StateStore;
+pub use transport::{PeerNetwork, serve_peers};
 pub use types::{ApplyError, ApplyOutcome, KetchRaftTypes, Member, MemberId, RequestBytes};

@@ -1,0 +1,429 @@
+//! The client half of the peer transport: openraft's network over HTTP/2 on glommio TCP.
+//! One connection per peer, shared by every openraft client of that peer (replication, votes,
+//! snapshots multiplex as HTTP/2 streams); a lost connection is redialled on the next call,
+//! with capped exponential backoff between failed dials; at most
+//! [`MAX_IN_FLIGHT_PER_PEER`] requests in flight per peer; each request bounded by openraft's
+//! soft TTL.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::SendRequest;
+use openraft::errors::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{OptionalSend, RaftNetworkFactory, RaftNetworkV2};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::io::{HyperIo, LocalExec};
+use super::wire::{self, SnapshotHeader};
+use crate::snapshot_file::SnapshotFile;
+use crate::types::{KetchRaftTypes, Member, MemberId, Vote};
+
+/// Requests in flight to one peer at once; more wait for a slot (backpressure on openraft).
+pub const MAX_IN_FLIGHT_PER_PEER: u64 = 64;
+/// First wait after a failed dial; doubled on each further failure up to the cap.
+pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest wait between dials of an unreachable peer (etcd's rafthttp retries every 100 ms).
+pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(200);
+/// Shortest time a request is given. openraft bounds an append by one heartbeat interval;
+/// a follower's append includes its WAL fsync, and on a loaded machine a deadline that short
+/// makes every retry time out again (each retry resends the same entries), so the transport
+/// waits at least this long. A slow peer only delays its own replication stream.
+pub const RPC_TIMEOUT_MIN: Duration = Duration::from_millis(500);
+/// Longest wait for a TCP connect and the HTTP/2 handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// Why one request to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// No connection (dial failed, or waiting out the backoff after a failed dial).
+    #[error("member {target:x} at {addr}: {why}")]
+    Unreachable {
+        target: MemberId,
+        addr: String,
+        why: String,
+    },
+    /// The connection broke mid-request, or the peer answered garbage.
+    #[error("member {target:x}: {why}")]
+    Network { target: MemberId, why: String },
+    /// The peer's raft refused the RPC (it is stopping, for instance).
+    #[error("member {target:x} answered: {why}")]
+    Remote { target: MemberId, why: String },
+    #[error("member {target:x}: no answer within {timeout:?}")]
+    Timeout { target: MemberId, timeout: Duration },
+}
+
+/// openraft's network factory over the peer transport. Cheap to clone; clones share the
+/// connections.
+#[derive(Clone)]
+pub struct PeerNetwork {
+    me: MemberId,
+    cluster_id: u64,
+    peers: Rc<RefCell<HashMap<MemberId, Rc<Peer>>>>,
+}
+
+impl PeerNetwork {
+    pub fn new(me: MemberId, cluster_id: u64) -> PeerNetwork {
+        PeerNetwork {
+            me,
+            cluster_id,
+            peers: Rc::default(),
+        }
+    }
+}
+
+impl RaftNetworkFactory<KetchRaftTypes> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: MemberId, node: &Member) -> PeerClient {
+        let addr = peer_addr(node);
+        let mut peers = self.peers.borrow_mut();
+        let peer = match peers.get(&target) {
+            Some(p) if p.addr == addr => p.clone(),
+            _ => {
+                let p = Rc::new(Peer::new(target, self.cluster_id, addr));
+                peers.insert(target, p.clone());
+                p
+            }
+        };
+        PeerClient { me: self.me, peer }
+    }
+}
+
+/// The first peer URL of a member as a socket address (`http://127.0.0.1:2380`).
+fn peer_addr(node: &Member) -> Result<SocketAddr, String> {
+    let url = node
+        .peer_urls
+        .first()
+        .ok_or_else(|| format!("member {:?} has no peer URL", node.name))?;
+    let host_port = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url)
+        .trim_end_matches('/');
+    host_port
+        .to_socket_addrs()
+        .map_err(|e| format!("peer URL {url}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("peer URL {url} resolves to no address"))
+}
+
+/// One peer: its connection, dial backoff and in-flight slots.
+struct Peer {
+    target: MemberId,
+    cluster_id: String,
+    addr: Result<SocketAddr, String>,
+    sender: RefCell<Option<Sender>>,
+    backoff: Cell<Duration>,
+    retry_at: Cell<Option<Instant>>,
+    dialing: glommio::sync::Semaphore,
+    slots: glommio::sync::Semaphore,
+}
+
+impl Peer {
+    fn new(target: MemberId, cluster_id: u64, addr: Result<SocketAddr, String>) -> Peer {
+        Peer {
+            target,
+            cluster_id: format!("{cluster_id:x}"),
+            addr,
+            sender: RefCell::new(None),
+            backoff: Cell::new(RECONNECT_BACKOFF_MIN),
+            retry_at: Cell::new(None),
+            dialing: glommio::sync::Semaphore::new(1),
+            slots: glommio::sync::Semaphore::new(MAX_IN_FLIGHT_PER_PEER),
+        }
+    }
+
+    fn unreachable(&self, why: impl Into<String>) -> PeerError {
+        PeerError::Unreachable {
+            target: self.target,
+            addr: match &self.addr {
+                Ok(a) => a.to_string(),
+                Err(_) => "?".into(),
+            },
+            why: why.into(),
+        }
+    }
+
+    fn live_sender(&self) -> Option<Sender> {
+        let s = self.sender.borrow();
+        s.as_ref().filter(|s| !s.is_closed()).cloned()
+    }
+
+    /// The live connection, dialling one if there is none and the backoff allows it.
+    async fn connection(&self) -> Result<Sender, PeerError> {
+        if let Some(s) = self.live_sender() {
+            return Ok(s);
+        }
+        let _dial = self.dialing.acquire_permit(1).await;
+        if let Some(s) = self.live_sender() {
+            return Ok(s);
+        }
+        let addr = self.addr.clone().map_err(|e| self.unreachable(e))?;
+        if let Some(at) = self.retry_at.get() {
+            if Instant::now() < at {
+                return Err(self.unreachable("backing off after a failed dial"));
+            }
+        }
+        let dialed = glommio::timer::timeout(CONNECT_TIMEOUT, async { Ok(dial(addr).await) }).await;
+        match dialed
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            Ok(s) => {
+                self.backoff.set(RECONNECT_BACKOFF_MIN);
+                self.retry_at.set(None);
+                *self.sender.borrow_mut() = Some(s.clone());
+                Ok(s)
+            }
+            Err(e) => {
+                let wait = self.backoff.get();
+                self.retry_at.set(Some(Instant::now() + wait));
+                self.backoff.set((wait * 2).min(RECONNECT_BACKOFF_MAX));
+                Err(self.unreachable(e))
+            }
+        }
+    }
+
+    /// POSTs `body` to `path` and returns the response body, within `ttl`.
+    async fn post(
+        &self,
+        path: &str,
+        body: Bytes,
+        header: Option<(&str, String)>,
+        ttl: Duration,
+    ) -> Result<Bytes, PeerError> {
+        let _slot = self.slots.acquire_permit(1).await;
+        let call = async {
+            let mut sender = self.connection().await?;
+            let req = self.request(path, body, header)?;
+            let net = |e: hyper::Error| PeerError::Network {
+                target: self.target,
+                why: e.to_string(),
+            };
+            let resp = sender.send_request(req).await.map_err(net)?;
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.map_err(net)?.to_bytes();
+            if !status.is_success() {
+                return Err(PeerError::Network {
+                    target: self.target,
+                    why: format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)),
+                });
+            }
+            Ok(bytes)
+        };
+        match glommio::timer::timeout(ttl, async { Ok(call.await) }).await {
+            Ok(r) => r,
+            Err(_) => Err(PeerError::Timeout {
+                target: self.target,
+                timeout: ttl,
+            }),
+        }
+    }
+
+    fn request(
+        &self,
+        path: &str,
+        body: Bytes,
+        header: Option<(&str, String)>,
+    ) -> Result<http::Request<Full<Bytes>>, PeerError> {
+        let mut b = http::Request::post(format!("http://member/{}", path.trim_start_matches('/')))
+            .header(wire::CLUSTER_HEADER, &self.cluster_id);
+        if let Some((name, value)) = header {
+            b = b.header(name, value);
+        }
+        b.body(Full::new(body)).map_err(|e| PeerError::Network {
+            target: self.target,
+            why: e.to_string(),
+        })
+    }
+
+    /// One JSON RPC: the peer answers `Result<Resp, String>`.
+    async fn rpc<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, PeerError> {
+        let body = self
+            .post(path, Bytes::from(wire::encode(req)), None, ttl)
+            .await?;
+        self.answer(&body)
+    }
+
+    fn answer<Resp: DeserializeOwned>(&self, body: &[u8]) -> Result<Resp, PeerError> {
+        let res: Result<Resp, String> = wire::decode(body).map_err(|e| PeerError::Network {
+            target: self.target,
+            why: format!("undecodable answer: {e}"),
+        })?;
+        res.map_err(|why| PeerError::Remote {
+            target: self.target,
+            why,
+        })
+    }
+}
+
+/// Dials `addr` and runs the HTTP/2 connection task on this executor.
+async fn dial(addr: SocketAddr) -> std::io::Result<Sender> {
+    let stream = glommio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(LocalExec, HyperIo(stream.buffered()))
+            .await
+            .map_err(std::io::Error::other)?;
+    glommio::spawn_local(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("peer connection to {addr} ended: {e}");
+        }
+    })
+    .detach();
+    Ok(sender)
+}
+
+/// The time a request is given: openraft's hard TTL, at least [`RPC_TIMEOUT_MIN`].
+fn ttl(option: &RPCOption) -> Duration {
+    option.hard_ttl().max(RPC_TIMEOUT_MIN)
+}
+
+/// openraft's client for one peer.
+pub struct PeerClient {
+    me: MemberId,
+    peer: Rc<Peer>,
+}
+
+impl PeerClient {
+    fn rpc_error(&self, e: PeerError, action: RPCTypes) -> RPCError<KetchRaftTypes> {
+        tracing::debug!("{action:?}: {e}");
+        match e {
+            PeerError::Timeout { timeout, .. } => RPCError::Timeout(Timeout {
+                action,
+                id: self.me,
+                target: self.peer.target,
+                timeout,
+            }),
+            PeerError::Network { .. } => RPCError::Network(NetworkError::new(&e)),
+            // A stopping peer or one we cannot dial: let openraft back off.
+            PeerError::Unreachable { .. } | PeerError::Remote { .. } => {
+                RPCError::Unreachable(Unreachable::new(&e))
+            }
+        }
+    }
+
+    async fn vote_rpc(
+        &self,
+        path: &str,
+        rpc: VoteRequest<KetchRaftTypes>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<KetchRaftTypes>, RPCError<KetchRaftTypes>> {
+        self.peer
+            .rpc(path, &rpc, ttl(&option))
+            .await
+            .map_err(|e| self.rpc_error(e, RPCTypes::Vote))
+    }
+}
+
+impl RaftNetworkV2<KetchRaftTypes> for PeerClient {
+    type SnapshotData = SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<KetchRaftTypes>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<KetchRaftTypes>, RPCError<KetchRaftTypes>> {
+        self.peer
+            .rpc(wire::PATH_APPEND, &rpc, ttl(&option))
+            .await
+            .map_err(|e| self.rpc_error(e, RPCTypes::AppendEntries))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<KetchRaftTypes>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<KetchRaftTypes>, RPCError<KetchRaftTypes>> {
+        self.vote_rpc(wire::PATH_VOTE, rpc, option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<KetchRaftTypes>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<KetchRaftTypes>, RPCError<KetchRaftTypes>> {
+        self.vote_rpc(wire::PATH_PRE_VOTE, rpc, option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: openraft::alias::SnapshotOf<KetchRaftTypes, SnapshotFile>,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<KetchRaftTypes>, StreamingError<KetchRaftTypes>> {
+        let send = self.send_snapshot(vote, snapshot, option);
+        futures::select! {
+            closed = Box::pin(cancel).fuse() => Err(StreamingError::Closed(closed)),
+            res = Box::pin(send).fuse() => res,
+        }
+    }
+}
+
+impl PeerClient {
+    /// Sends the snapshot file's bytes in one POST (HTTP/2 frames it; the receiver writes
+    /// the frames to disk as they arrive).
+    async fn send_snapshot(
+        &self,
+        vote: Vote,
+        snapshot: openraft::alias::SnapshotOf<KetchRaftTypes, SnapshotFile>,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<KetchRaftTypes>, StreamingError<KetchRaftTypes>> {
+        let bytes = read_file(&snapshot.snapshot.path)
+            .await
+            .map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;
+        let header = SnapshotHeader {
+            vote,
+            meta: snapshot.meta,
+        };
+        let header = String::from_utf8(wire::encode(&header)).expect("JSON is UTF-8");
+        let to_streaming = |e: PeerError| match self.rpc_error(e, RPCTypes::InstallSnapshot) {
+            RPCError::Timeout(t) => StreamingError::Timeout(t),
+            RPCError::Network(n) => StreamingError::Network(n),
+            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+            RPCError::RemoteError(r) => StreamingError::Unreachable(Unreachable::new(&r)),
+        };
+        let body = self
+            .peer
+            .post(
+                wire::PATH_SNAPSHOT,
+                Bytes::from(bytes),
+                Some((wire::SNAPSHOT_HEADER, header)),
+                ttl(&option),
+            )
+            .await
+            .map_err(to_streaming)?;
+        self.peer.answer(&body).map_err(to_streaming)
+    }
+}
+
+async fn read_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let f = glommio::io::BufferedFile::open(path).await?;
+    let size = f.file_size().await?;
+    let data = f.read_at(0, size as usize).await?;
+    let out = data.to_vec();
+    f.close().await.map_err(std::io::Error::from)?;
+    Ok(out)
+}

@@ -1,0 +1,203 @@
+//! The server half of the peer transport: an HTTP/2 listener on the peer port, on the raft
+//! executor, that decodes peer RPCs and hands them to this member's openraft
+//! (`append_entries`, `vote`, `pre_vote`, `install_full_snapshot`).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use openraft::storage::Snapshot;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::io::{HyperIo, LocalExec};
+use super::wire::{self, SnapshotHeader};
+use crate::node::KetchRaft;
+use crate::snapshot_file::SnapshotFile;
+use crate::state_store::StateStore;
+
+/// Peer connections served at once; more are closed on accept (a cluster has a handful of
+/// members, each holding one connection to us).
+pub const MAX_PEER_CONNECTIONS: usize = 64;
+
+/// Counter making received snapshot file names unique within the process.
+static RECEIVED_SNAPSHOTS: AtomicU64 = AtomicU64::new(0);
+
+struct Ctx<S: StateStore> {
+    raft: KetchRaft<S>,
+    cluster_id: String,
+    recv_dir: PathBuf,
+}
+
+/// Serves peer RPCs accepted on `listener` until `stop` completes; then closes the listener
+/// and every peer connection it accepted. `recv_dir` holds snapshots while they arrive (it
+/// must not be the member's `snap/` directory; each file is removed once installed).
+pub async fn serve_peers<S: StateStore>(
+    raft: KetchRaft<S>,
+    listener: glommio::net::TcpListener,
+    cluster_id: u64,
+    recv_dir: PathBuf,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(&recv_dir)?;
+    let ctx = Rc::new(Ctx {
+        raft,
+        cluster_id: format!("{cluster_id:x}"),
+        recv_dir,
+    });
+    // Dropped when this function returns: every connection task then ends.
+    let (_closing, closed) = flume::bounded::<()>(1);
+    let live = Rc::new(std::cell::Cell::new(0usize));
+    let mut stop = Box::pin(stop.fuse());
+    loop {
+        let stream = futures::select! {
+            _ = stop => return Ok(()),
+            s = Box::pin(listener.accept()).fuse() => s,
+        };
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("peer port accept: {e}");
+                continue;
+            }
+        };
+        if live.get() >= MAX_PEER_CONNECTIONS {
+            tracing::warn!("peer port: {MAX_PEER_CONNECTIONS} connections open, closing a new one");
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        live.set(live.get() + 1);
+        glommio::spawn_local(serve_connection(
+            ctx.clone(),
+            stream,
+            closed.clone(),
+            live.clone(),
+        ))
+        .detach();
+    }
+}
+
+async fn serve_connection<S: StateStore>(
+    ctx: Rc<Ctx<S>>,
+    stream: glommio::net::TcpStream,
+    closed: flume::Receiver<()>,
+    live: Rc<std::cell::Cell<usize>>,
+) {
+    let service = hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+    });
+    let conn = hyper::server::conn::http2::Builder::new(LocalExec)
+        .serve_connection(HyperIo(stream.buffered()), service);
+    futures::select! {
+        res = Box::pin(conn).fuse() => if let Err(e) = res {
+            tracing::debug!("peer connection ended: {e}");
+        },
+        _ = Box::pin(closed.recv_async()).fuse() => {}
+    }
+    live.set(live.get() - 1);
+}
+
+fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r
+}
+
+async fn handle<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let cluster = req.headers().get(wire::CLUSTER_HEADER);
+    if cluster.and_then(|v| v.to_str().ok()) != Some(ctx.cluster_id.as_str()) {
+        // etcd answers a peer of another cluster with 412 Precondition Failed.
+        return reply(StatusCode::PRECONDITION_FAILED, "cluster ID mismatch");
+    }
+    let path = req.uri().path().to_string();
+    let raft = &ctx.raft;
+    match path.as_str() {
+        wire::PATH_APPEND => rpc(req, |r| raft.append_entries(r)).await,
+        wire::PATH_VOTE => rpc(req, |r| raft.vote(r)).await,
+        wire::PATH_PRE_VOTE => rpc(req, |r| raft.pre_vote(r)).await,
+        wire::PATH_SNAPSHOT => install_snapshot(ctx, req).await,
+        _ => reply(StatusCode::NOT_FOUND, "unknown peer path"),
+    }
+}
+
+/// Decodes a JSON request, calls raft, answers JSON of `Result<response, error text>`.
+async fn rpc<Req, Resp, E, F>(
+    req: Request<Incoming>,
+    call: impl FnOnce(Req) -> F,
+) -> Response<Full<Bytes>>
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    E: std::fmt::Display,
+    F: Future<Output = Result<Resp, E>>,
+{
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let decoded: Req = match wire::decode(&body) {
+        Ok(r) => r,
+        Err(e) => return reply(StatusCode::BAD_REQUEST, format!("undecodable request: {e}")),
+    };
+    let answer = call(decoded).await.map_err(|e| e.to_string());
+    reply(StatusCode::OK, wire::encode(&answer))
+}
+
+async fn install_snapshot<S: StateStore>(
+    ctx: &Ctx<S>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let header = req
+        .headers()
+        .get(wire::SNAPSHOT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| wire::decode::<SnapshotHeader>(v.as_bytes()));
+    let header = match header {
+        Some(Ok(h)) => h,
+        Some(Err(e)) => return reply(StatusCode::BAD_REQUEST, format!("snapshot header: {e}")),
+        None => return reply(StatusCode::BAD_REQUEST, "snapshot header missing"),
+    };
+    let n = RECEIVED_SNAPSHOTS.fetch_add(1, Ordering::Relaxed);
+    let path = ctx
+        .recv_dir
+        .join(format!("recv-{}-{n}.snap.part", std::process::id()));
+    if let Err(e) = receive_to_file(req.into_body(), &path).await {
+        let _ = std::fs::remove_file(&path);
+        return reply(StatusCode::BAD_REQUEST, format!("receiving snapshot: {e}"));
+    }
+    let snapshot = Snapshot {
+        meta: header.meta,
+        snapshot: SnapshotFile { path: path.clone() },
+    };
+    let answer = ctx
+        .raft
+        .install_full_snapshot(header.vote, snapshot)
+        .await
+        .map_err(|e| e.to_string());
+    let _ = std::fs::remove_file(&path);
+    reply(StatusCode::OK, wire::encode(&answer))
+}
+
+/// Writes the body's frames to `path` as they arrive, then fsyncs it.
+async fn receive_to_file(mut body: Incoming, path: &Path) -> std::io::Result<()> {
+    let file = glommio::io::BufferedFile::create(path).await?;
+    let mut pos = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(std::io::Error::other)?;
+        if let Ok(data) = frame.into_data() {
+            let n = data.len() as u64;
+            file.write_at(data.to_vec(), pos).await?;
+            pos += n;
+        }
+    }
+    file.fdatasync().await?;
+    file.close().await.map_err(std::io::Error::from)
+}

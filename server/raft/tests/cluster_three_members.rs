@@ -1,0 +1,65 @@
+//! Three members over the real peer transport (HTTP/2 on loopback, real WAL and MVCC store):
+//! writes through the leader reach every store (equal `hash_kv`), a follower refuses writes,
+//! stopping the leader gets a new leader within a bounded time and writes go on, and the
+//! stopped member restarted from its data dir catches up.
+
+mod cluster_common;
+
+use std::time::{Duration, Instant};
+
+use cluster_common::*;
+
+const ELECTION_WAIT: Duration = Duration::from_secs(10);
+const CONVERGE_WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn three_members_replicate_fail_over_and_catch_up() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let group = members(&ports);
+    let start_member =
+        |i: usize| ClusterMember::start(options(dirs[i].path(), i as u64 + 1, &group), ports[i]);
+    let mut ms: Vec<Option<ClusterMember>> = (0..3).map(|i| Some(start_member(i))).collect();
+
+    let leader = wait_leader(&refs(&ms), ELECTION_WAIT);
+    write_puts(&refs(&ms), "a", 100);
+    let (hash1, rev1) = wait_converged(&refs(&ms), CONVERGE_WAIT);
+    assert_eq!(rev1, 101, "100 puts from revision 1");
+
+    // A follower does not take writes: it names the leader.
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let err = block_on(refs(&ms)[follower].handle.write(put("x", "y"))).unwrap_err();
+    assert!(is_not_leader(&err), "follower answered {err:?}");
+
+    // Stop the leader: the two others elect a new one and take writes.
+    let old_leader_id = refs(&ms)[leader].id;
+    let stopped_at = Instant::now();
+    // All three are live, so the index in `refs` is the index in `ms`.
+    ms[leader].take().unwrap().stop();
+    let new_leader = wait_leader(&refs(&ms), ELECTION_WAIT);
+    let failover = stopped_at.elapsed();
+    println!("new leader after {failover:?} (election timeout {ELECTION_TIMEOUT_MS} ms)");
+    assert_ne!(refs(&ms)[new_leader].id, old_leader_id);
+    // The timeout is randomised in [t, 2t); allow scheduling slack on a loaded 2-core box.
+    assert!(
+        failover < Duration::from_millis(ELECTION_TIMEOUT_MS * 6),
+        "failover took {failover:?}"
+    );
+    write_puts(&refs(&ms), "b", 100);
+    let (hash2, rev2) = wait_converged(&refs(&ms), CONVERGE_WAIT);
+    assert_eq!(rev2, 201);
+    assert_ne!(hash2, hash1);
+
+    // Restart the stopped member from its data dir: it catches up.
+    let idx = (old_leader_id - 1) as usize;
+    ms[idx] = Some(start_member(idx));
+    let (hash3, rev3) = wait_converged(&refs(&ms), CONVERGE_WAIT);
+    assert_eq!((hash3, rev3), (hash2, rev2));
+    write_puts(&refs(&ms), "c", 10);
+    let (_, rev4) = wait_converged(&refs(&ms), CONVERGE_WAIT);
+    assert_eq!(rev4, 211);
+}
+
+fn refs(ms: &[Option<ClusterMember>]) -> Vec<&ClusterMember> {
+    ms.iter().flatten().collect()
+}
