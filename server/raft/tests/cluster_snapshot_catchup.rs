@@ -71,10 +71,11 @@ fn lagging_member_is_caught_up_by_snapshot() {
 fn wait_for_snapshot(data_dir: &Path, index: u64) -> String {
     let start = Instant::now();
     loop {
-        if let Some(newest) = snapshots(data_dir).last() {
-            if snapshot_index(newest) >= index {
-                return newest.clone();
-            }
+        if let Some(newest) = snapshots(data_dir)
+            .pop()
+            .filter(|n| snapshot_index(n) >= index)
+        {
+            return newest;
         }
         assert!(start.elapsed() < CONVERGE_WAIT, "no snapshot past {index}");
         std::thread::sleep(Duration::from_millis(10));

@@ -175,10 +175,8 @@ impl Peer {
             return Ok(s);
         }
         let addr = self.addr.clone().map_err(|e| self.unreachable(e))?;
-        if let Some(at) = self.retry_at.get() {
-            if Instant::now() < at {
-                return Err(self.unreachable("backing off after a failed dial"));
-            }
+        if self.retry_at.get().is_some_and(|at| Instant::now() < at) {
+            return Err(self.unreachable("backing off after a failed dial"));
         }
         let dialed = glommio::timer::timeout(CONNECT_TIMEOUT, async { Ok(dial(addr).await) }).await;
         match dialed
