@@ -68,3 +68,9 @@ where
         glommio::spawn_local(fut).detach();
     }
 }
+
+/// mimalloc instead of glibc malloc: the request path allocates from several threads (shards,
+/// raft core), glibc's malloc/free were the top entries of a put profile (about 16% of server
+/// CPU), and mimalloc gave about 8% more puts/s in an A/B run (100 clients, 3 rounds).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
