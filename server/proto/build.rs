@@ -18,7 +18,8 @@ fn main() -> std::io::Result<()> {
     // response clones stored values by reference count instead of copying them.
     prost_config.bytes(["."]);
     // The descriptor set lets the JSON gateway transcode any message by reflection.
-    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?);
+    let out_dir =
+        std::path::PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?);
     prost_config.file_descriptor_set_path(out_dir.join("etcd_descriptor_set.bin"));
     tonic_prost_build::configure()
         .build_server(true)

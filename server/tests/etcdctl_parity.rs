@@ -68,7 +68,9 @@ fn run_etcdctl(endpoint: &str, args: &[String], input: Option<&str>) -> String {
         .spawn()
         .expect("running etcdctl (apt-get install etcd-client)");
     let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin.write_all(input.unwrap_or("").as_bytes()).expect("writing etcdctl stdin");
+    stdin
+        .write_all(input.unwrap_or("").as_bytes())
+        .expect("writing etcdctl stdin");
     drop(stdin);
     let out = child.wait_with_output().expect("waiting for etcdctl");
     format!(
@@ -89,15 +91,24 @@ fn normalize(text: &str) -> String {
         // Raft term and index: each server counts its own elections and internal entries.
         (r#""raft_term":\d+"#, r#""raft_term":<n>"#),
         (r#""RaftTerm" : \d+"#, r#""RaftTerm" : <n>"#),
-        (r#""(raftIndex|raftTerm|raftAppliedIndex|dbSize|dbSizeInUse)":\d+"#, r#""$1":<n>"#),
+        (
+            r#""(raftIndex|raftTerm|raftAppliedIndex|dbSize|dbSizeInUse)":\d+"#,
+            r#""$1":<n>"#,
+        ),
         // etcdctl's client id in retry warnings.
         (r"client-[0-9a-f-]+", "client-<id>"),
     ];
     let mut text = text.to_string();
     for (pattern, replacement) in rules {
-        text = Regex::new(pattern).unwrap().replace_all(&text, *replacement).into_owned();
+        text = Regex::new(pattern)
+            .unwrap()
+            .replace_all(&text, *replacement)
+            .into_owned();
     }
-    text.lines().map(mask_status_table_row).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(mask_status_table_row)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `endpoint status -w table` rows: DB SIZE, RAFT TERM, RAFT INDEX, RAFT APPLIED INDEX.
@@ -109,7 +120,13 @@ fn mask_status_table_row(line: &str) -> String {
     cells
         .iter()
         .enumerate()
-        .map(|(i, c)| if [4, 7, 8, 9].contains(&i) { " <n> " } else { c })
+        .map(|(i, c)| {
+            if [4, 7, 8, 9].contains(&i) {
+                " <n> "
+            } else {
+                c
+            }
+        })
         .collect::<Vec<_>>()
         .join("|")
 }
@@ -125,7 +142,12 @@ fn transcript(bin: &Path, dir: &Path, client_port: u16, peer_port: u16) -> Strin
     let code = server.terminate(Duration::from_secs(10));
     // etcd re-raises SIGTERM after its cleanup (it dies by the signal); ketch exits 0.
     if bin == ketch_bin() {
-        assert_eq!(code, Some(0), "ketch did not exit 0 on SIGTERM:\n{}", server.log_tail());
+        assert_eq!(
+            code,
+            Some(0),
+            "ketch did not exit 0 on SIGTERM:\n{}",
+            server.log_tail()
+        );
     }
     normalize(&out)
 }
@@ -134,12 +156,29 @@ fn transcript(bin: &Path, dir: &Path, client_port: u16, peer_port: u16) -> Strin
 fn etcdctl_output_matches_etcd() {
     let dir = tempfile::tempdir().unwrap();
     let (client_port, peer_port) = (free_port(), free_port());
-    let etcd = transcript(&PathBuf::from("etcd"), &dir.path().join("etcd"), client_port, peer_port);
-    let ketch = transcript(&ketch_bin(), &dir.path().join("ketch"), client_port, peer_port);
+    let etcd = transcript(
+        &PathBuf::from("etcd"),
+        &dir.path().join("etcd"),
+        client_port,
+        peer_port,
+    );
+    let ketch = transcript(
+        &ketch_bin(),
+        &dir.path().join("ketch"),
+        client_port,
+        peer_port,
+    );
     // Guard against a vacuous pass: the transcripts must hold a served tutorial.
     for (name, t) in [("etcd", &etcd), ("ketch", &ketch)] {
-        assert!(t.contains("foo\nhello world\n"), "{name} did not serve `get foo`:\n{t}");
-        assert_eq!(t.matches("$ etcdctl ").count(), commands().len(), "{name} transcript incomplete");
+        assert!(
+            t.contains("foo\nhello world\n"),
+            "{name} did not serve `get foo`:\n{t}"
+        );
+        assert_eq!(
+            t.matches("$ etcdctl ").count(),
+            commands().len(),
+            "{name} transcript incomplete"
+        );
     }
     if std::env::var_os("KETCH_PARITY_PRINT").is_some() {
         eprintln!("{ketch}");
