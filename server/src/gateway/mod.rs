@@ -141,15 +141,14 @@ async fn bidi(routes: &Routes, route: Route, req: Request<Incoming>) -> Response
             None => break None,
         }
     };
+    let mut pending = Vec::new();
     for v in first.into_iter().flatten() {
         match json::object_or_error(v).and_then(|v| json::request_frame(&desc, v)) {
-            Ok(f) => {
-                let _ = tx.try_send(f);
-            }
+            Ok(f) => pending.push(f),
             Err(e) => return error_json(tonic::Code::Unknown, &e),
         }
     }
-    glommio::spawn_local(pump_requests(body, buf, desc, tx.clone())).detach();
+    glommio::spawn_local(pump_requests(body, buf, desc, pending, tx.clone())).detach();
     let requests = rx.into_stream().map_ok_frames();
     let grpc = call(routes, route, Body::new(StreamBody::new(requests))).await;
     // The answer holds a sender, which keeps the gRPC request stream open while it is read.
@@ -161,8 +160,14 @@ async fn pump_requests(
     mut body: Incoming,
     mut buf: BytesMut,
     desc: MessageDescriptor,
+    first: Vec<Bytes>,
     tx: flume::Sender<Bytes>,
 ) {
+    for frame in first {
+        if tx.send_async(frame).await.is_err() {
+            return;
+        }
+    }
     while let Some(Ok(f)) = body.frame().await {
         let Ok(d) = f.into_data() else { continue };
         buf.extend_from_slice(&d);
