@@ -81,6 +81,8 @@ const SCRIPT: &[Case] = &[
     post("/v3/kv/lease/grant", "{}"),
     Case { method: "GET", ..post("/v3/kv/range", "") },
     Case { method: "PUT", ..post("/v3/kv/put", "{}") },
+    Case { method: "OPTIONS", ..post("/v3/kv/put", "") },
+    Case { method: "OPTIONS", ..post("/v3/kv/nope", "") },
     post("/v3/kv/txn", r#"{"compare":[{"key":"Zm9v","result":"EQUAL","target":"VALUE","value":"YmF6"}],"success":[{"request_range":{"key":"Zm9v"}},{"request_put":{"key":"Zm9v","value":"YmFy","prev_kv":true}}],"failure":[{"request_delete_range":{"key":"Zm9v"}}]}"#),
     post("/v3/kv/txn", r#"{"compare":[{"key":"Zm9v","result":2,"target":1,"version":"100"}],"success":[{"requestRange":{"key":"Zm9v"}}],"failure":[{"requestTxn":{}}]}"#),
     post("/v3/kv/txn", r#"{"success":[{"request_put":{"key":"YQ=="}},{"request_put":{"key":"YQ=="}}]}"#),
@@ -241,7 +243,12 @@ fn parse(raw: &[u8]) -> (String, String, String) {
     } else {
         rest.to_string()
     };
-    (status, header("content-type").unwrap_or_default(), body)
+    let headers = format!(
+        "{} cors={}",
+        header("content-type").unwrap_or_default(),
+        header("access-control-allow-origin").unwrap_or_default()
+    );
+    (status, headers, body)
 }
 
 fn dechunk(mut rest: &str) -> String {

@@ -29,6 +29,12 @@ const STREAM_REQUEST_CAPACITY: usize = 16;
 
 /// Answers a gateway request by calling the gRPC `routes`.
 pub async fn handle(routes: &Routes, req: Request<Incoming>) -> Response<Body> {
+    // etcd's CORS wrapper answers every preflight itself, before any route lookup.
+    if req.method() == Method::OPTIONS {
+        return cors_builder(StatusCode::OK)
+            .body(Body::empty())
+            .expect("static response parts are valid");
+    }
     let Some(route) = routes::lookup(req.uri().path()) else {
         return crate::http::go_error(StatusCode::NOT_FOUND, "Not Found");
     };
@@ -333,6 +339,10 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
 
 /// etcd's CORS wrapper adds these headers to every HTTP answer, the gateway's included.
 fn json_builder(status: StatusCode) -> http::response::Builder {
+    cors_builder(status).header(header::CONTENT_TYPE, "application/json")
+}
+
+fn cors_builder(status: StatusCode) -> http::response::Builder {
     Response::builder()
         .status(status)
         .header(
@@ -344,7 +354,6 @@ fn json_builder(status: StatusCode) -> http::response::Builder {
             "POST, GET, OPTIONS, PUT, DELETE",
         )
         .header("access-control-allow-origin", "*")
-        .header(header::CONTENT_TYPE, "application/json")
 }
 
 /// grpc-gateway v1's `HTTPStatusFromCode`.
