@@ -36,9 +36,13 @@ fn three_members_replicate_fail_over_and_catch_up() {
     let stopped_at = Instant::now();
     // All three are live, so the index in `refs` is the index in `ms`.
     ms[leader].take().unwrap().stop();
+    let stop_took = stopped_at.elapsed();
     let new_leader = wait_leader(&refs(&ms), ELECTION_WAIT);
     let failover = stopped_at.elapsed();
-    println!("new leader after {failover:?} (election timeout {ELECTION_TIMEOUT_MS} ms)");
+    println!(
+        "new leader {failover:?} after the old leader began stopping ({stop_took:?} to stop; \
+         election timeout {ELECTION_TIMEOUT_MS} ms)"
+    );
     assert_ne!(refs(&ms)[new_leader].id, old_leader_id);
     // The timeout is randomised in [t, 2t); allow scheduling slack on a loaded 2-core box.
     assert!(
