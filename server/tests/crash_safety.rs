@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const WRITERS: usize = 8;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Ledger {
     /// key -> value attempted (acknowledged or not).
     attempted: HashMap<String, String>,
@@ -99,7 +99,8 @@ async fn acknowledged_writes_survive_sigkill() {
     for round in 0..rounds {
         let mut server = ServerProcess::start_on(&ketch_bin(), &data, client_port, peer_port, &[]);
         server.wait_healthy(Duration::from_secs(20));
-        verify(&server.endpoint(), &ledger.lock().unwrap()).await;
+        let snapshot = ledger.lock().unwrap().clone();
+        verify(&server.endpoint(), &snapshot).await;
         let tasks: Vec<_> = (0..WRITERS)
             .map(|id| tokio::spawn(writer(server.endpoint(), id, round, ledger.clone())))
             .collect();
@@ -118,5 +119,6 @@ async fn acknowledged_writes_survive_sigkill() {
     );
     let mut server = ServerProcess::start_on(&ketch_bin(), &data, client_port, peer_port, &[]);
     server.wait_healthy(Duration::from_secs(20));
-    verify(&server.endpoint(), &ledger.lock().unwrap()).await;
+    let snapshot = ledger.lock().unwrap().clone();
+    verify(&server.endpoint(), &snapshot).await;
 }
