@@ -30,11 +30,44 @@ pub fn message(name: &str) -> MessageDescriptor {
 }
 
 /// Parses one JSON request and encodes it as a gRPC frame. The error text is the parser's.
-pub fn request_frame(desc: &MessageDescriptor, json: serde_json::Value) -> Result<Bytes, String> {
-    let opts = DeserializeOptions::new().deny_unknown_fields(false);
+pub fn request_frame(
+    desc: &MessageDescriptor,
+    mut json: serde_json::Value,
+) -> Result<Bytes, String> {
+    // jsonpb ignores unknown fields but refuses unknown enum names; prost-reflect has one
+    // switch for both, so unknown fields are dropped first and the switch stays strict.
+    strip_unknown_fields(desc, &mut json);
+    let opts = DeserializeOptions::new().deny_unknown_fields(true);
     let msg = DynamicMessage::deserialize_with_options(desc.clone(), json, &opts)
         .map_err(|e| e.to_string())?;
     Ok(frame(&msg.encode_to_vec()))
+}
+
+/// Removes object keys that name no field of the message (by proto or JSON name), recursively.
+/// Depth is bounded by serde_json's own nesting limit on the parsed value.
+fn strip_unknown_fields(desc: &MessageDescriptor, json: &mut serde_json::Value) {
+    let serde_json::Value::Object(map) = json else {
+        return;
+    };
+    let field_of = |k: &str| {
+        desc.get_field_by_name(k)
+            .or_else(|| desc.get_field_by_json_name(k))
+    };
+    map.retain(|k, _| field_of(k).is_some());
+    for (k, child) in map.iter_mut() {
+        let Some(field) = field_of(k) else { continue };
+        let prost_reflect::Kind::Message(inner) = field.kind() else {
+            continue;
+        };
+        match child {
+            serde_json::Value::Array(items) => {
+                items
+                    .iter_mut()
+                    .for_each(|it| strip_unknown_fields(&inner, it));
+            }
+            other => strip_unknown_fields(&inner, other),
+        }
+    }
 }
 
 /// Wraps an encoded message in an uncompressed gRPC frame.
@@ -84,8 +117,18 @@ pub fn first_value(body: &[u8]) -> Result<serde_json::Value, String> {
     match values.next() {
         Some(Ok(v)) => object_or_error(v),
         Some(Err(e)) if e.is_eof() => Err("unexpected EOF".to_string()),
-        Some(Err(e)) => Err(e.to_string()),
+        Some(Err(e)) => Err(go_wording(body, &e)),
         None => Err("EOF".to_string()),
+    }
+}
+
+/// A syntax error in Go's words (what etcd answers) where the scanner finds one.
+fn go_wording(body: &[u8], e: &serde_json::Error) -> String {
+    match e.classify() {
+        serde_json::error::Category::Syntax => {
+            super::go_json::syntax_error(body).unwrap_or_else(|| e.to_string())
+        }
+        _ => e.to_string(),
     }
 }
 
@@ -118,7 +161,7 @@ pub fn drain_values(buf: &mut BytesMut) -> (Vec<serde_json::Value>, Option<Strin
             Ok(v) => values.push(v),
             Err(e) if e.is_eof() => break,
             Err(e) => {
-                error = Some(e.to_string());
+                error = Some(go_wording(&buf[stream.byte_offset()..], &e));
                 break;
             }
         }
@@ -183,11 +226,14 @@ mod tests {
         let out = response_json(&message("HashResponse"), resp.encode_to_vec().into()).unwrap();
         assert_eq!(std::str::from_utf8(&out).unwrap(), r#"{"hash":4168932502}"#);
         let desc = message("TxnRequest");
-        let json = serde_json::json!({"compare":[{"key":"YQ==","result":"NOT_EQUAL","target":3}]});
+        let json = serde_json::json!({"compare":[{"key":"YQ==","result":"NOT_EQUAL","target":3,"x":1}],
+            "success":[{"request_put":{"key":"YQ==","nope":{}}}]});
         let mut buf = BytesMut::from(&request_frame(&desc, json).unwrap()[..]);
         let txn = ketch_proto::TxnRequest::decode(next_frame(&mut buf).unwrap()).unwrap();
         assert_eq!(txn.compare[0].result, 3);
         assert_eq!(txn.compare[0].target, 3);
+        let bad = serde_json::json!({"key":"YQ==","sort_order":"NOPE"});
+        assert!(request_frame(&message("RangeRequest"), bad).is_err());
     }
 
     #[test]
