@@ -170,10 +170,7 @@ async fn keep_alive_loop(
 ) {
     while let Some(req) = inbound.next().await {
         let Ok(req) = req else { return };
-        let resp = match renew(&node, req.id).await {
-            Ok(resp) => Ok(resp),
-            Err(status) => Err(status),
-        };
+        let resp = renew(&node, req.id).await;
         let failed = resp.is_err();
         if tx.send_async(resp).await.is_err() || failed {
             return;
