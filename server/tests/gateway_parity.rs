@@ -30,6 +30,8 @@ struct Case {
     mask_message: bool,
     /// Sent on another connection once the stream's first line arrived (a live watch event).
     then: Option<&'static Case>,
+    /// When non-zero, the body is a put of a value this large (the request size limits).
+    value_bytes: usize,
 }
 
 const fn post(path: &'static str, body: &'static str) -> Case {
@@ -40,6 +42,7 @@ const fn post(path: &'static str, body: &'static str) -> Case {
         stream_lines: 0,
         mask_message: false,
         then: None,
+        value_bytes: 0,
     }
 }
 
@@ -79,6 +82,9 @@ const SCRIPT: &[Case] = &[
     post("/v3/kv/range", r#"{"key" "x"}"#),
     post("/v3/kv/put", r#"{"key":"Zm9v","lease":1x}"#),
     post("/v3/kv/range", "nul"),
+    // Above --max-request-bytes (1.5 MiB), then above the gRPC receive limit (2 MiB).
+    Case { value_bytes: 1_600_002, ..post("/v3/kv/put", "") },
+    Case { value_bytes: 2_200_002, ..post("/v3/kv/put", "") },
     malformed("/v3/kv/range", r#"{"key":5}"#),
     malformed("/v3/kv/range", r#"{"key":"Zm9v","sort_order":"NOPE"}"#),
     post("/v3beta/kv/range", r#"{"key":"Zm9v"}"#),
@@ -189,13 +195,18 @@ fn exchange(port: u16, case: &Case) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
     s.set_read_timeout(Some(Duration::from_millis(200)))
         .expect("read timeout");
+    let body = if case.value_bytes > 0 {
+        big_put_body(case.value_bytes)
+    } else {
+        case.body.to_string()
+    };
     write!(
         s,
         "{} {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
         case.method,
         case.path,
-        case.body.len(),
-        case.body
+        body.len(),
+        body
     )
     .expect("sending request");
     let deadline = Instant::now() + STREAM_READ_TIMEOUT;
@@ -226,6 +237,16 @@ fn exchange(port: u16, case: &Case) -> String {
         body = body.split_inclusive('\n').take(case.stream_lines).collect();
     }
     format!("{status} {content_type} {body}{then_answer}")
+}
+
+/// A put of key `big` whose value is `value_bytes` bytes, base64 encoded by hand (the test
+/// needs no base64 crate: 'x' * 3 encodes as "eHh4").
+fn big_put_body(value_bytes: usize) -> String {
+    assert_eq!(value_bytes % 3, 0, "whole base64 groups");
+    format!(
+        r#"{{"key":"Ymln","value":"{}"}}"#,
+        "eHh4".repeat(value_bytes / 3)
+    )
 }
 
 /// Status line, content type and de-chunked body of a raw HTTP/1.1 answer.

@@ -86,10 +86,13 @@ async fn call(routes: &Routes, route: Route, body: Body) -> Response<Body> {
         .body(body)
         .expect("static request parts are valid");
     let mut routes = routes.clone();
-    match routes.call(req).await {
+    let mut resp = match routes.call(req).await {
         Ok(resp) => resp,
         Err(never) => match never {},
-    }
+    };
+    // The gRPC port's rewrite of tonic's oversize refusal into grpc-go's status and wording.
+    super::grpc_go_oversize_status(resp.headers_mut());
+    resp
 }
 
 /// A unary answer: the one message, or the status from the trailers (or from the headers of
