@@ -22,7 +22,7 @@ use tower::Service;
 
 use routes::{Route, Shape};
 
-/// The largest JSON request body read for a unary call (etcd's own limit is the gRPC one,
+/// The largest JSON request body read for a unary call, or one pending streamed request (etcd's own limit is the gRPC one,
 /// --max-request-bytes plus framing, which the routes still apply to the encoded message).
 const MAX_JSON_BODY_BYTES: usize = 64 * 1024 * 1024;
 /// Requests of a streaming call (watch, keep-alive) queued towards the gRPC stream.
@@ -141,6 +141,9 @@ async fn bidi(routes: &Routes, route: Route, req: Request<Incoming>) -> Response
         if !values.is_empty() {
             break Some(values);
         }
+        if buf.len() > MAX_JSON_BODY_BYTES {
+            return error_json(tonic::Code::Unknown, "http: request body too large");
+        }
         match body.frame().await {
             Some(Ok(f)) => {
                 if let Ok(d) = f.into_data() {
@@ -191,7 +194,9 @@ async fn pump_requests(
                 return;
             }
         }
-        if err.is_some() {
+        // A malformed or oversized request ends the request side, as a decode error does in
+        // grpc-gateway; answers already under way keep flowing.
+        if err.is_some() || buf.len() > MAX_JSON_BODY_BYTES {
             return;
         }
     }
