@@ -61,7 +61,12 @@ async fn collect(stream: &mut WatchStream, last: i64) -> Vec<Seen> {
 /// Ordered, unique, gap-free from `first` to `last`, prev_kv consistent with the stream.
 fn check(events: &[Seen], first: i64, last: i64, with_prev: bool) {
     for w in events.windows(2) {
-        assert!(w[0].rev <= w[1].rev, "out of order: {:?} then {:?}", w[0], w[1]);
+        assert!(
+            w[0].rev <= w[1].rev,
+            "out of order: {:?} then {:?}",
+            w[0],
+            w[1]
+        );
         assert!(
             w[0].rev < w[1].rev || w[0].key < w[1].key,
             "duplicate or unordered event in revision {}",
@@ -71,7 +76,11 @@ fn check(events: &[Seen], first: i64, last: i64, with_prev: bool) {
     let revs: Vec<i64> = events.iter().map(|e| e.rev).collect();
     let mut distinct = revs.clone();
     distinct.dedup();
-    assert_eq!(distinct, (first..=last).collect::<Vec<_>>(), "gaps or extras");
+    assert_eq!(
+        distinct,
+        (first..=last).collect::<Vec<_>>(),
+        "gaps or extras"
+    );
     if !with_prev {
         return;
     }
@@ -120,7 +129,13 @@ async fn watchers_see_every_revision_once_in_order_under_load_and_compaction() {
         .watch("k/", Some(prefix().with_start_revision(1).with_prev_key()))
         .await
         .expect("watch A");
-    let slow_start = client.get("k/seed", None).await.expect("get").header().unwrap().revision();
+    let slow_start = client
+        .get("k/seed", None)
+        .await
+        .expect("get")
+        .header()
+        .unwrap()
+        .revision();
     let mut slow = client
         .watch("k/", Some(prefix().with_prev_key()))
         .await
@@ -133,8 +148,17 @@ async fn watchers_see_every_revision_once_in_order_under_load_and_compaction() {
     for w in writers {
         w.await.expect("writer task");
     }
-    let last = client.get("k/seed", None).await.expect("get").header().unwrap().revision();
-    assert!(last > 1000, "enough writes to overflow the broadcast ring: {last}");
+    let last = client
+        .get("k/seed", None)
+        .await
+        .expect("get")
+        .header()
+        .unwrap()
+        .revision();
+    assert!(
+        last > 1000,
+        "enough writes to overflow the broadcast ring: {last}"
+    );
 
     let fast_events = collect(&mut fast, last).await;
     check(&fast_events, 2, last, true);
@@ -160,7 +184,10 @@ async fn watchers_see_every_revision_once_in_order_under_load_and_compaction() {
             .expect("stream ended")
     };
     let created = next().await;
-    assert!(created.created() && !created.canceled(), "created first: {created:?}");
+    assert!(
+        created.created() && !created.canceled(),
+        "created first: {created:?}"
+    );
     let resp = next().await;
     assert!(resp.canceled(), "then cancelled: {resp:?}");
     assert_eq!(resp.compact_revision(), compact_at);
