@@ -88,10 +88,8 @@ impl Maintenance for MaintenanceService {
         _req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         let _inflight = self.node.enter();
-        let revision = self.node.raft.store().read().revision();
-        Ok(Response::new(DefragmentResponse {
-            header: Some(self.node.header(revision)),
-        }))
+        // etcd answers Defragment without a header (`{}` through the gateway).
+        Ok(Response::new(DefragmentResponse { header: None }))
     }
 
     /// No alarm is ever raised yet (the quota check comes with the cluster issue): the list is
@@ -104,9 +102,9 @@ impl Maintenance for MaintenanceService {
                 "ketch: raising alarms is not supported yet",
             ));
         }
-        let revision = self.node.raft.store().read().revision();
+        // etcd's alarm list without alarms is `{}`: no header, no members.
         Ok(Response::new(AlarmResponse {
-            header: Some(self.node.header(revision)),
+            header: None,
             alarms: Vec::new(),
         }))
     }
