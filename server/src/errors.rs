@@ -4,6 +4,8 @@
 
 use ketch_mvcc::{GrpcCode, MvccError};
 use ketch_raft::ProposeError;
+
+use crate::lease::LeaseError;
 use tonic::{Code, Status};
 
 /// etcd's messages for conditions raised outside the MVCC store.
@@ -41,4 +43,12 @@ pub fn propose_status(err: &ProposeError) -> Status {
 
 pub fn request_too_large() -> Status {
     Status::invalid_argument(REQUEST_TOO_LARGE)
+}
+
+/// Lease errors raised by the lessor, outside the store.
+pub fn lease_status(err: &LeaseError) -> Status {
+    match err {
+        LeaseError::TtlTooLarge => Status::out_of_range(err.to_string()),
+        LeaseError::NotLeader => Status::unavailable(NO_LEADER),
+    }
 }

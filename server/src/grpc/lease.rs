@@ -36,7 +36,7 @@ fn require_leader(node: &Node) -> Result<(), Status> {
     if node.raft.status().is_leader {
         Ok(())
     } else {
-        Err(LeaseError::NotLeader.status())
+        Err(crate::errors::lease_status(&LeaseError::NotLeader))
     }
 }
 
@@ -52,7 +52,7 @@ impl Lease for LeaseService {
             .node
             .lessor
             .grant_ttl(req.ttl)
-            .map_err(|e| e.status())?;
+            .map_err(|e| crate::errors::lease_status(&e))?;
         if req.id == 0 {
             req.id = self.node.lessor.next_id();
         }

@@ -44,15 +44,6 @@ pub enum LeaseError {
     NotLeader,
 }
 
-impl LeaseError {
-    pub fn status(&self) -> tonic::Status {
-        match self {
-            LeaseError::TtlTooLarge => tonic::Status::out_of_range(self.to_string()),
-            LeaseError::NotLeader => tonic::Status::unavailable(crate::errors::NO_LEADER),
-        }
-    }
-}
-
 pub struct Lessor {
     core: Mutex<LessorCore>,
     pub min_ttl_secs: i64,
