@@ -1,7 +1,7 @@
-//! glommio glue for hyper on the peer port: an I/O adapter over a buffered glommio
-//! `TcpStream`, and an executor that runs hyper's connection tasks on the current glommio
-//! executor (the raft executor), so a peer connection never crosses cores. Same idea as the
-//! server binary's `rt.rs`; kept here so `ketch-raft` does not depend on the binary.
+//! glommio glue for hyper: an I/O adapter over a buffered glommio `TcpStream`, and an
+//! executor that runs hyper's connection tasks on the current glommio executor, so a
+//! connection never crosses cores. Used by the peer port here and by the server binary's
+//! client port (its `rt.rs` re-exports these).
 
 use std::future::Future;
 use std::io;
