@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{ServerProcess, ketch_bin};
+use common::{ketch_bin, require_etcd, transcript_of};
 
 const ETCD_BIN: &str = "/usr/bin/etcd";
 
@@ -121,23 +120,12 @@ fn elect(endpoint: &str) -> String {
     text
 }
 
-fn transcript(bin: &Path, dir: &Path) -> String {
-    let mut server = ServerProcess::start(bin, dir, &[]);
-    server.wait_healthy(Duration::from_secs(20));
-    let t = script(&server.endpoint());
-    server.kill9();
-    t
-}
-
 #[test]
 fn etcdctl_lease_lock_and_elect_print_what_they_print_against_etcd() {
-    if !Path::new(ETCD_BIN).exists() {
-        eprintln!("skipping: {ETCD_BIN} not installed");
-        return;
-    }
+    let etcd_bin = require_etcd(ETCD_BIN);
     let tmp = tempfile::tempdir().expect("temp dir");
-    let ketch = transcript(&ketch_bin(), &tmp.path().join("ketch"));
-    let etcd = transcript(Path::new(ETCD_BIN), &tmp.path().join("etcd"));
+    let ketch = transcript_of(&ketch_bin(), &tmp.path().join("ketch"), script);
+    let etcd = transcript_of(etcd_bin, &tmp.path().join("etcd"), script);
     assert_eq!(
         ketch, etcd,
         "ketch transcript:\n{ketch}\netcd transcript:\n{etcd}"

@@ -158,3 +158,24 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
 pub fn ketch_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ketch"))
 }
+
+/// Starts `bin` (ketch or etcd) as a fresh one-member cluster, runs `script` against its
+/// endpoint, kills it and returns what the script recorded.
+pub fn transcript_of(bin: &Path, dir: &Path, script: impl FnOnce(&str) -> String) -> String {
+    let mut server = ServerProcess::start(bin, dir, &[]);
+    server.wait_healthy(Duration::from_secs(20));
+    let t = script(&server.endpoint());
+    server.kill9();
+    t
+}
+
+/// The etcd binary the comparisons run against; a missing etcd fails the test (it is the
+/// oracle) with the way to install it.
+pub fn require_etcd(path: &str) -> &Path {
+    let p = Path::new(path);
+    assert!(
+        p.exists(),
+        "{path} not found: apt-get install -y etcd-server etcd-client"
+    );
+    p
+}
