@@ -10,10 +10,9 @@ use common::etcd::{EtcdServer, apply_to_etcd};
 use common::{Gen, apply_to_store, seed_from_env};
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
-use common::{Op, Outcome, Resp};
+use common::{Op, Outcome, Resp, del_op, nested, put_op};
 use ketch_mvcc::Store;
-use ketch_proto::{DeleteRangeRequest, PutRequest, RequestOp, TxnRequest, request_op};
+use ketch_proto::TxnRequest;
 
 /// What kind of outcome a step had, to show (and check) what the run covered.
 fn category(o: &Outcome) -> String {
@@ -72,55 +71,23 @@ fn random_operations_answer_as_real_etcd_does() {
     });
 }
 
-fn put_op(k: &str) -> RequestOp {
-    let p = PutRequest {
-        key: Bytes::copy_from_slice(k.as_bytes()),
-        ..Default::default()
-    };
-    RequestOp {
-        request: Some(request_op::Request::RequestPut(p)),
-    }
-}
-
-fn del_op(k: &str, end: &str) -> RequestOp {
-    let d = DeleteRangeRequest {
-        key: Bytes::copy_from_slice(k.as_bytes()),
-        range_end: Bytes::copy_from_slice(end.as_bytes()),
-        prev_kv: true,
-    };
-    RequestOp {
-        request: Some(request_op::Request::RequestDeleteRange(d)),
-    }
-}
-
-fn nested(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> RequestOp {
-    let t = TxnRequest {
-        compare: vec![],
-        success,
-        failure,
-    };
-    RequestOp {
-        request: Some(request_op::Request::RequestTxn(t)),
-    }
-}
-
 /// The duplicate-key quirks `tests/validation.rs` asserts, sent to etcd too.
 #[test]
 fn duplicate_key_quirks_answer_as_real_etcd_does() {
     let cases = vec![
-        vec![del_op("a", "\0"), put_op("b")],
-        vec![del_op("a", "c"), put_op("b")],
+        vec![del_op("a", "\0", true), put_op("b")],
+        vec![del_op("a", "c", true), put_op("b")],
         vec![nested(vec![put_op("a")], vec![put_op("a")])],
         vec![put_op("a"), nested(vec![put_op("a")], vec![])],
         vec![
             nested(vec![put_op("a")], vec![]),
-            nested(vec![del_op("a", "")], vec![]),
+            nested(vec![del_op("a", "", true)], vec![]),
         ],
         vec![
-            nested(vec![del_op("a", "")], vec![]),
+            nested(vec![del_op("a", "", true)], vec![]),
             nested(vec![put_op("a")], vec![]),
         ],
-        vec![nested(vec![del_op("a", "")], vec![]), put_op("a")],
+        vec![nested(vec![del_op("a", "", true)], vec![]), put_op("a")],
     ];
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

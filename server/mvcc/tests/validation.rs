@@ -3,32 +3,14 @@
 //! across nested txns, including etcd's quirks (both branches of a nested txn may put the
 //! same key; a from-key delete overlaps nothing). Expectations were checked on etcd 3.4.23.
 
+mod common;
+
 use bytes::Bytes;
+use common::{del_op, nested, put_op};
 use ketch_mvcc::{GrpcCode, MvccError, validate};
 use ketch_proto::{
     Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, request_op,
 };
-
-fn put(k: &str) -> RequestOp {
-    let p = PutRequest {
-        key: Bytes::copy_from_slice(k.as_bytes()),
-        ..Default::default()
-    };
-    RequestOp {
-        request: Some(request_op::Request::RequestPut(p)),
-    }
-}
-
-fn del(k: &str, end: &str) -> RequestOp {
-    let d = DeleteRangeRequest {
-        key: Bytes::copy_from_slice(k.as_bytes()),
-        range_end: Bytes::copy_from_slice(end.as_bytes()),
-        prev_kv: false,
-    };
-    RequestOp {
-        request: Some(request_op::Request::RequestDeleteRange(d)),
-    }
-}
 
 fn get(k: &str) -> RequestOp {
     let r = RangeRequest {
@@ -37,17 +19,6 @@ fn get(k: &str) -> RequestOp {
     };
     RequestOp {
         request: Some(request_op::Request::RequestRange(r)),
-    }
-}
-
-fn nested(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> RequestOp {
-    let t = TxnRequest {
-        compare: vec![],
-        success,
-        failure,
-    };
-    RequestOp {
-        request: Some(request_op::Request::RequestTxn(t)),
     }
 }
 
@@ -126,63 +97,75 @@ fn op_limit_counts_the_largest_list_and_nested_txns_get_the_rest() {
 #[test]
 fn duplicate_key_rules() {
     assert_eq!(
-        check(vec![put("a"), put("a")]),
-        Err(MvccError::DuplicateKey)
-    );
-    assert_eq!(check(vec![put("a"), put("b"), get("a"), get("a")]), Ok(()));
-    assert_eq!(
-        check(vec![del("a", ""), put("a")]),
+        check(vec![put_op("a"), put_op("a")]),
         Err(MvccError::DuplicateKey)
     );
     assert_eq!(
-        check(vec![del("a", "c"), put("b")]),
+        check(vec![put_op("a"), put_op("b"), get("a"), get("a")]),
+        Ok(())
+    );
+    assert_eq!(
+        check(vec![del_op("a", "", false), put_op("a")]),
         Err(MvccError::DuplicateKey)
     );
     assert_eq!(
-        check(vec![del("a", "c"), put("c")]),
+        check(vec![del_op("a", "c", false), put_op("b")]),
+        Err(MvccError::DuplicateKey)
+    );
+    assert_eq!(
+        check(vec![del_op("a", "c", false), put_op("c")]),
         Ok(()),
         "range end is exclusive"
     );
     assert_eq!(
-        check(vec![del("a", ""), del("a", "z")]),
+        check(vec![del_op("a", "", false), del_op("a", "z", false)]),
         Ok(()),
         "deletes may overlap"
     );
     // etcd compares "\0" as a plain string: a from-key delete overlaps no put.
-    assert_eq!(check(vec![del("a", "\0"), put("b")]), Ok(()));
+    assert_eq!(check(vec![del_op("a", "\0", false), put_op("b")]), Ok(()));
     // Nested: the same key in both branches of one txn is fine; elsewhere it is not.
-    assert_eq!(check(vec![nested(vec![put("a")], vec![put("a")])]), Ok(()));
     assert_eq!(
-        check(vec![put("a"), nested(vec![put("a")], vec![])]),
-        Err(MvccError::DuplicateKey)
+        check(vec![nested(vec![put_op("a")], vec![put_op("a")])]),
+        Ok(())
     );
     assert_eq!(
-        check(vec![del("a", ""), nested(vec![], vec![put("a")])]),
-        Err(MvccError::DuplicateKey)
-    );
-    assert_eq!(
-        check(vec![nested(vec![del("a", "")], vec![]), put("a")]),
+        check(vec![put_op("a"), nested(vec![put_op("a")], vec![])]),
         Err(MvccError::DuplicateKey)
     );
     assert_eq!(
         check(vec![
-            nested(vec![put("a")], vec![]),
-            nested(vec![put("a")], vec![])
+            del_op("a", "", false),
+            nested(vec![], vec![put_op("a")])
+        ]),
+        Err(MvccError::DuplicateKey)
+    );
+    assert_eq!(
+        check(vec![
+            nested(vec![del_op("a", "", false)], vec![]),
+            put_op("a")
+        ]),
+        Err(MvccError::DuplicateKey)
+    );
+    assert_eq!(
+        check(vec![
+            nested(vec![put_op("a")], vec![]),
+            nested(vec![put_op("a")], vec![])
         ]),
         Err(MvccError::DuplicateKey)
     );
     // A nested delete after a nested put of the same key: etcd's order lets it through.
     assert_eq!(
         check(vec![
-            nested(vec![put("a")], vec![]),
-            nested(vec![del("a", "")], vec![])
+            nested(vec![put_op("a")], vec![]),
+            nested(vec![del_op("a", "", false)], vec![])
         ]),
         Ok(())
     );
     assert_eq!(
         check(vec![
-            nested(vec![del("a", "")], vec![]),
-            nested(vec![put("a")], vec![])
+            nested(vec![del_op("a", "", false)], vec![]),
+            nested(vec![put_op("a")], vec![])
         ]),
         Err(MvccError::DuplicateKey)
     );

@@ -374,3 +374,38 @@ pub fn apply_to_store(store: &mut Store, op: &Op, events: &mut Vec<Event>) -> Ou
             .map_err(err),
     }
 }
+
+/// A put of `k` inside a txn.
+pub fn put_op(k: &str) -> RequestOp {
+    let p = PutRequest {
+        key: Bytes::copy_from_slice(k.as_bytes()),
+        ..Default::default()
+    };
+    RequestOp {
+        request: Some(request_op::Request::RequestPut(p)),
+    }
+}
+
+/// A delete of `[k, end)` inside a txn (`end` empty: the key alone; "\0": from `k` on).
+pub fn del_op(k: &str, end: &str, prev_kv: bool) -> RequestOp {
+    let d = DeleteRangeRequest {
+        key: Bytes::copy_from_slice(k.as_bytes()),
+        range_end: Bytes::copy_from_slice(end.as_bytes()),
+        prev_kv,
+    };
+    RequestOp {
+        request: Some(request_op::Request::RequestDeleteRange(d)),
+    }
+}
+
+/// A txn without compares nested inside a txn.
+pub fn nested(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> RequestOp {
+    let t = TxnRequest {
+        compare: vec![],
+        success,
+        failure,
+    };
+    RequestOp {
+        request: Some(request_op::Request::RequestTxn(t)),
+    }
+}
