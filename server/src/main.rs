@@ -9,6 +9,7 @@ mod identity;
 mod lease;
 mod metrics;
 mod node;
+mod notify;
 mod rt;
 mod shards;
 mod version;
@@ -266,8 +267,11 @@ fn run(config: Config) -> anyhow::Result<()> {
         );
     }
 
+    notify::ready();
+
     let signal = signals.wait().context("waiting for signals")?;
     tracing::info!("received {signal}, shutting down");
+    notify::stopping();
     stop_all(&stops, handles);
     drop(node);
     tracing::info!("stopped");
