@@ -12,6 +12,7 @@ mod node;
 mod notify;
 mod rt;
 mod shards;
+mod tls;
 mod version;
 mod watch;
 
@@ -26,7 +27,8 @@ use nix::sys::signal::{SigSet, Signal};
 
 use crate::identity::Identity;
 use crate::node::{Limits, MemberInfo, Node};
-use crate::shards::ShardPlan;
+use crate::shards::{ClientAddr, ShardPlan};
+use crate::tls::ClientTls;
 
 fn main() -> ExitCode {
     let config = match Config::parse_from(std::env::args_os(), |k| std::env::var(k).ok()) {
@@ -80,8 +82,8 @@ fn init_logging(config: &Config) {
 }
 
 /// Resolves listen URLs as Go's net.Listen does for etcd: the first address of the host,
-/// IPv4 preferred.
-fn listen_addrs(config: &Config) -> anyhow::Result<Vec<SocketAddr>> {
+/// IPv4 preferred. https URLs serve `tls`.
+fn listen_addrs(config: &Config, tls: Option<&ClientTls>) -> anyhow::Result<Vec<ClientAddr>> {
     let mut out = Vec::new();
     for url in &config.listen_client_urls {
         let host_port = url.host_port();
@@ -93,8 +95,9 @@ fn listen_addrs(config: &Config) -> anyhow::Result<Vec<SocketAddr>> {
         let addr = *addrs
             .first()
             .with_context(|| format!("{host_port} resolves to nothing"))?;
-        if !out.contains(&addr) {
-            out.push(addr);
+        if !out.iter().any(|c: &ClientAddr| c.addr == addr) {
+            let tls = tls.filter(|_| url.is_tls()).cloned();
+            out.push(ClientAddr { addr, tls });
         }
     }
     Ok(out)
@@ -125,10 +128,11 @@ fn raft_options(config: &Config, identity: &Identity) -> ketch_raft::RaftOptions
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
+    let client_tls = tls::client_tls(&config)?;
     let plan = ShardPlan {
         shards: config.effective_shards() as usize,
         io_memory_bytes: config.io_memory_bytes as usize,
-        client_addrs: listen_addrs(&config)?,
+        client_addrs: listen_addrs(&config, client_tls.as_ref())?,
     };
     shards::check_memlock(&plan)?;
     shards::probe_bind(&plan.client_addrs)?;
@@ -261,10 +265,14 @@ fn run(config: Config) -> anyhow::Result<()> {
     }
     for url in &config.listen_client_urls {
         tracing::info!("ready to serve client requests");
-        tracing::info!(
-            "serving insecure client requests on {}, this is strongly discouraged!",
-            url.host_port()
-        );
+        if url.is_tls() {
+            tracing::info!("serving client requests on {}", url.host_port());
+        } else {
+            tracing::info!(
+                "serving insecure client requests on {}, this is strongly discouraged!",
+                url.host_port()
+            );
+        }
     }
 
     notify::ready();

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use glommio::net::TcpListener;
+use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 use hyper_util::server::conn::auto;
 
 use crate::http::ClientService;
 use crate::node::Node;
 use crate::rt::{HyperIo, LocalExec};
+use crate::tls::{ClientTls, WithClientCn};
 
 /// The longest shutdown waits for in-flight requests before stopping raft anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,7 +32,21 @@ const GLOMMIO_BASE_MEMLOCK_BYTES: u64 = 512 << 10;
 pub struct ShardPlan {
     pub shards: usize,
     pub io_memory_bytes: usize,
-    pub client_addrs: Vec<SocketAddr>,
+    pub client_addrs: Vec<ClientAddr>,
+}
+
+/// One client listen address and, when its URL is https, the TLS it speaks: http and https
+/// listeners mix freely, as in etcd.
+#[derive(Clone)]
+pub struct ClientAddr {
+    pub addr: SocketAddr,
+    pub tls: Option<ClientTls>,
+}
+
+/// A bound client listener of one shard.
+pub struct ClientListener {
+    listener: TcpListener,
+    tls: Option<ClientTls>,
 }
 
 /// Refuses to start when the memlock limit cannot hold every shard's io_uring buffers, with
@@ -71,8 +86,8 @@ fn rlimit_memlock() -> anyhow::Result<Option<u64>> {
 /// Binds each address once without SO_REUSEPORT and lets go: a port held by anyone else
 /// (another ketch included, which SO_REUSEPORT would otherwise share with) fails here, with
 /// etcd's wording, before anything starts.
-pub fn probe_bind(addrs: &[SocketAddr]) -> anyhow::Result<()> {
-    for addr in addrs {
+pub fn probe_bind(addrs: &[ClientAddr]) -> anyhow::Result<()> {
+    for ClientAddr { addr, .. } in addrs {
         StdListener::bind(addr).map_err(|e| anyhow::anyhow!("listen tcp {addr}: bind: {e}"))?;
     }
     Ok(())
@@ -93,10 +108,17 @@ pub fn stop_channel() -> (StopSender, flume::Receiver<()>) {
 /// Binds every client address on the current shard the way Go's listener does for etcd
 /// (SO_REUSEADDR, so a port whose old connections linger in TIME_WAIT can be reused) plus
 /// SO_REUSEPORT, so every shard accepts on the same port.
-pub fn bind_listeners(addrs: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
+pub fn bind_listeners(addrs: &[ClientAddr]) -> anyhow::Result<Vec<ClientListener>> {
     addrs
         .iter()
-        .map(|addr| bind_one(*addr).map_err(|e| anyhow::anyhow!("listen tcp {addr}: bind: {e}")))
+        .map(|ClientAddr { addr, tls }| {
+            let listener =
+                bind_one(*addr).map_err(|e| anyhow::anyhow!("listen tcp {addr}: bind: {e}"))?;
+            Ok(ClientListener {
+                listener,
+                tls: tls.clone(),
+            })
+        })
         .collect()
 }
 
@@ -117,7 +139,7 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub async fn serve(
     node: Arc<Node>,
     routes: tonic::service::Routes,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<ClientListener>,
     stop: flume::Receiver<()>,
 ) {
     let service = ClientService {
@@ -135,20 +157,13 @@ pub async fn serve(
     drain(&node).await;
 }
 
-async fn accept_loop(listener: Rc<TcpListener>, service: ClientService) {
+async fn accept_loop(listener: Rc<ClientListener>, service: ClientService) {
     loop {
-        match listener.accept().await {
+        match listener.listener.accept().await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                let service = service.clone();
-                glommio::spawn_local(async move {
-                    let io = HyperIo(stream.buffered());
-                    // Errors here are a client going away mid-request; nothing to recover.
-                    let _ = auto::Builder::new(LocalExec)
-                        .serve_connection(io, service)
-                        .await;
-                })
-                .detach();
+                let conn = serve_connection(stream, listener.tls.clone(), service.clone());
+                glommio::spawn_local(conn).detach();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -156,6 +171,31 @@ async fn accept_loop(listener: Rc<TcpListener>, service: ClientService) {
             }
         }
     }
+}
+
+/// Serves one accepted connection: HTTP/2 (gRPC) and HTTP/1.1 on the same port, inside TLS
+/// when the listener is https. Errors are a client going away (or refused by the handshake,
+/// which `tls::accept` logs); nothing to recover.
+async fn serve_connection(stream: TcpStream, tls: Option<ClientTls>, service: ClientService) {
+    let Some(tls) = tls else {
+        let _ = auto::Builder::new(LocalExec)
+            .serve_connection(HyperIo(stream.buffered()), service)
+            .await;
+        return;
+    };
+    let remote = stream.peer_addr().ok();
+    let Some(accepted) = crate::tls::accept(&tls, stream.buffered(), remote).await else {
+        return;
+    };
+    let service = WithClientCn {
+        inner: service,
+        cn: accepted.client_cn,
+    };
+    // HyperIo reads through AsyncBufRead; the TLS stream only has AsyncRead.
+    let io = HyperIo(futures_lite::io::BufReader::new(accepted.stream));
+    let _ = auto::Builder::new(LocalExec)
+        .serve_connection(io, service)
+        .await;
 }
 
 async fn drain(node: &Node) {
