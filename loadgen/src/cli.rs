@@ -54,6 +54,15 @@ pub struct Common {
     /// Dial timeout.
     #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
     pub dial_timeout: Duration,
+    /// TLS: the CA certificate (PEM) that signed the servers' certificates.
+    #[arg(long, global = true)]
+    pub cacert: Option<PathBuf>,
+    /// TLS: client certificate (PEM), with --key.
+    #[arg(long, global = true)]
+    pub cert: Option<PathBuf>,
+    /// TLS: the client certificate's private key (PEM), with --cert.
+    #[arg(long = "key", id = "tls_key", value_name = "KEY", global = true)]
+    pub key: Option<PathBuf>,
     /// Per-request timeout (a timed-out request counts as an error).
     #[arg(long, global = true, default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
@@ -103,6 +112,8 @@ pub enum Cmd {
         /// Keep this many revisions when compacting.
         #[arg(long, default_value_t = 1000)]
         compact_index_delta: i64,
+        #[command(flatten)]
+        watch: PutWatchArgs,
     },
     /// Ranges over KEY (or [KEY, END)).
     Range {
@@ -164,6 +175,23 @@ pub enum Cmd {
     LeaseKeepalive,
     /// Start etcd (and ketch when it serves), run a workload list against each, write a report.
     Compare(crate::compare::CompareArgs),
+}
+
+/// Watchers kept open and drained while `put` runs (the cost of watching on the write path).
+#[derive(Debug, Clone, Args)]
+pub struct PutWatchArgs {
+    /// Watchers opened before the puts start and drained until they end (0 = none). Each
+    /// event's put-to-event latency is recorded under `watch-event`.
+    #[arg(long, default_value_t = 0)]
+    pub watchers: usize,
+    /// Watch streams the watchers share (a multiple of it is required); streams are spread
+    /// over the connections.
+    #[arg(long, default_value_t = 10)]
+    pub watch_streams: usize,
+    /// Every watcher watches the whole key range the puts write, so each put reaches every
+    /// watcher. Default: watcher j watches key j mod --key-space-size, as etcd's `watch`.
+    #[arg(long)]
+    pub watch_prefix: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -90,6 +90,25 @@ const PUT: &[&str] = &[
     "100000",
 ];
 
+/// `put` on 1,000 keys with 1,000 watchers open (10 streams, one watcher per key).
+const PUT_K1000_WATCHED: &[&str] = &[
+    "put",
+    "--key-size",
+    "8",
+    "--val-size",
+    "256",
+    "--sequential-keys",
+    "--key-space-size",
+    "1000",
+    "--watchers",
+    "1000",
+    "--watch-streams",
+    "10",
+];
+
+/// The same puts without the watchers: the baseline of the watched case.
+const PUT_K1000: &[&str] = PUT_K1000_WATCHED.split_at(9).0;
+
 pub const CASES: &[Case] = &[
     Case {
         name: "put-1",
@@ -169,6 +188,26 @@ pub const CASES: &[Case] = &[
         clients: 10,
         rate: None,
         args: &["watch-latency", "--put-rate", "100", "--val-size", "256"],
+        seed_key: None,
+    },
+    Case {
+        name: "put-100-k1000",
+        about: "put, 100 clients, 10 conns, 1,000 keys in sequence, no watchers \
+                (baseline of put-100-watch-1000)",
+        conns: 10,
+        clients: 100,
+        rate: None,
+        args: PUT_K1000,
+        seed_key: None,
+    },
+    Case {
+        name: "put-100-watch-1000",
+        about: "put-100-k1000 with 1,000 watchers open (10 streams, one watcher per key): \
+                every put produces one event",
+        conns: 10,
+        clients: 100,
+        rate: None,
+        args: PUT_K1000_WATCHED,
         seed_key: None,
     },
     Case {
@@ -409,16 +448,7 @@ pub fn start_server(bin: &Path, name: &str, cpus: &str) -> Result<ServerGuard> {
         c.args(["-c", cpus]).arg(bin);
         c
     };
-    cmd.args(["--name", name, "--data-dir"])
-        .arg(&data_dir)
-        .args(["--listen-client-urls", &cu, "--advertise-client-urls", &cu])
-        .args([
-            "--listen-peer-urls",
-            &pu,
-            "--initial-advertise-peer-urls",
-            &pu,
-        ])
-        .args(["--initial-cluster", &format!("{name}={pu}")])
+    cmd.args(member_flags(name, &data_dir, &cu, &pu))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -433,6 +463,30 @@ pub fn start_server(bin: &Path, name: &str, cpus: &str) -> Result<ServerGuard> {
     })
 }
 
+/// etcd's flags for a one-member cluster `name` (ketch takes the same).
+pub fn member_flags(
+    name: &str,
+    data_dir: &Path,
+    client_url: &str,
+    peer_url: &str,
+) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = vec!["--name".into(), name.into(), "--data-dir".into()];
+    v.push(data_dir.into());
+    for (flag, url) in [
+        ("--listen-client-urls", client_url),
+        ("--advertise-client-urls", client_url),
+        ("--listen-peer-urls", peer_url),
+        ("--initial-advertise-peer-urls", peer_url),
+    ] {
+        v.extend([flag.into(), url.into()]);
+    }
+    v.extend([
+        "--initial-cluster".into(),
+        format!("{name}={peer_url}").into(),
+    ]);
+    v
+}
+
 /// Waits until the server answers Status, or says why it did not.
 pub async fn wait_ready(s: &mut ServerGuard) -> Result<()> {
     let deadline = tokio::time::Instant::now() + SERVER_READY_TIMEOUT;
@@ -445,9 +499,12 @@ pub async fn wait_ready(s: &mut ServerGuard) -> Result<()> {
                 tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
             );
         }
-        if connect::connect_one(&s.client_url, Duration::from_millis(500))
-            .await
-            .is_ok()
+        if connect::connect_one(
+            &s.client_url,
+            &connect::Dial::plain(Duration::from_millis(500)),
+        )
+        .await
+        .is_ok()
         {
             return Ok(());
         }
@@ -469,7 +526,11 @@ async fn run_one(
     let mut server = start_server(&t.bin, t.name, &a.server_cpus)?;
     wait_ready(&mut server).await?;
     if let Some(key) = c.seed_key {
-        let mut cl = connect::connect_one(&server.client_url, common.dial_timeout).await?;
+        let mut cl = connect::connect_one(
+            &server.client_url,
+            &connect::Dial::plain(common.dial_timeout),
+        )
+        .await?;
         cl.put(key, vec![b'v'; 256], None)
             .await
             .context("seeding the range key")?;

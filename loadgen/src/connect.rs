@@ -1,10 +1,12 @@
 //! gRPC connections: `--conns` independent channels (one etcd-client `Client` each), spread over
-//! the endpoints round-robin, or all to the leader with `--target-leader`.
+//! the endpoints round-robin, or all to the leader with `--target-leader`; over TLS when
+//! `--cacert` / `--cert` / `--key` are given (etcd's benchmark flags).
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use serde::Serialize;
 
 /// What an endpoint says about itself (Maintenance.Status).
@@ -19,40 +21,95 @@ pub struct EndpointStatus {
     pub db_size_bytes: i64,
 }
 
-fn options(dial_timeout: Duration) -> ConnectOptions {
-    ConnectOptions::new()
-        .with_connect_timeout(dial_timeout)
-        .with_keep_alive(Duration::from_secs(30), Duration::from_secs(10))
+/// How to reach an endpoint: the dial timeout and, for TLS, the CA and client identity.
+#[derive(Debug, Clone)]
+pub struct Dial {
+    pub timeout: Duration,
+    tls: Option<TlsOptions>,
 }
 
-/// Normalizes `host:port` to `http://host:port`.
-pub fn endpoint_url(ep: &str) -> String {
+impl Dial {
+    /// Plain HTTP/2 (no TLS).
+    pub fn plain(timeout: Duration) -> Self {
+        Dial { timeout, tls: None }
+    }
+
+    /// TLS when any of the files is given, as etcd's `--cacert`, `--cert` and `--key`: the CA
+    /// that signed the server's certificate, and a client certificate with its key (both or
+    /// neither). Without `--cacert` the server is not verifiable and the dial fails.
+    pub fn new(
+        timeout: Duration,
+        cacert: Option<&Path>,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+    ) -> Result<Self> {
+        if cacert.is_none() && cert.is_none() && key.is_none() {
+            return Ok(Dial::plain(timeout));
+        }
+        let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = cacert {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        match (cert, key) {
+            (Some(c), Some(k)) => tls = tls.identity(Identity::from_pem(read(c)?, read(k)?)),
+            (None, None) => {}
+            _ => bail!("--cert and --key go together"),
+        }
+        Ok(Dial {
+            timeout,
+            tls: Some(tls),
+        })
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    fn options(&self) -> ConnectOptions {
+        let o = ConnectOptions::new()
+            .with_connect_timeout(self.timeout)
+            .with_keep_alive(Duration::from_secs(30), Duration::from_secs(10));
+        match &self.tls {
+            Some(tls) => o.with_tls(tls.clone()),
+            None => o,
+        }
+    }
+}
+
+/// Normalizes `host:port` to `http://host:port` (`https://` with TLS); URLs stay as given.
+pub fn endpoint_url(ep: &str, tls: bool) -> String {
     if ep.contains("://") {
         ep.to_string()
+    } else if tls {
+        format!("https://{ep}")
     } else {
         format!("http://{ep}")
     }
 }
 
-/// Connects to one endpoint and checks it answers within `dial_timeout`.
-pub async fn connect_one(endpoint: &str, dial_timeout: Duration) -> Result<Client> {
-    let url = endpoint_url(endpoint);
+/// Connects to one endpoint and checks it answers within the dial timeout.
+pub async fn connect_one(endpoint: &str, dial: &Dial) -> Result<Client> {
+    let url = endpoint_url(endpoint, dial.is_tls());
     let fut = async {
-        let mut c = Client::connect([url.as_str()], Some(options(dial_timeout))).await?;
+        let mut c = Client::connect([url.as_str()], Some(dial.options())).await?;
         c.status().await?;
         Ok::<_, etcd_client::Error>(c)
     };
-    match tokio::time::timeout(dial_timeout, fut).await {
+    match tokio::time::timeout(dial.timeout, fut).await {
         Ok(r) => r.with_context(|| format!("connecting to {endpoint}")),
-        Err(_) => bail!("connecting to {endpoint}: no answer within {dial_timeout:?}"),
+        Err(_) => bail!(
+            "connecting to {endpoint}: no answer within {:?}",
+            dial.timeout
+        ),
     }
 }
 
 /// Status of every endpoint, in order.
-pub async fn statuses(endpoints: &[String], dial_timeout: Duration) -> Result<Vec<EndpointStatus>> {
+pub async fn statuses(endpoints: &[String], dial: &Dial) -> Result<Vec<EndpointStatus>> {
     let mut out = Vec::with_capacity(endpoints.len());
     for ep in endpoints {
-        let mut c = connect_one(ep, dial_timeout).await?;
+        let mut c = connect_one(ep, dial).await?;
         let s = c
             .status()
             .await
@@ -83,15 +140,11 @@ pub fn dial_targets(statuses: &[EndpointStatus], target_leader: bool) -> Result<
 }
 
 /// `conns` clients, connection `i` to `targets[i % targets.len()]`.
-pub async fn connect_all(
-    targets: &[String],
-    conns: usize,
-    dial_timeout: Duration,
-) -> Result<Vec<Client>> {
+pub async fn connect_all(targets: &[String], conns: usize, dial: &Dial) -> Result<Vec<Client>> {
     assert!(!targets.is_empty() && conns > 0);
     let mut out = Vec::with_capacity(conns);
     for i in 0..conns {
-        out.push(connect_one(&targets[i % targets.len()], dial_timeout).await?);
+        out.push(connect_one(&targets[i % targets.len()], dial).await?);
     }
     Ok(out)
 }

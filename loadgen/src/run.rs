@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use etcd_client::{Client, CompactionOptions};
 use tokio::time::Instant;
 
-use crate::cli::{Cmd, Common, DEFAULT_TOTAL, KeyArgs, serializable};
+use crate::cli::{Cmd, Common, DEFAULT_TOTAL, KeyArgs, PutWatchArgs, WatchArgs, serializable};
 use crate::connect::{self, EndpointStatus};
 use crate::driver::{self, DriveConfig, IntervalObserver, SharedRecorder, Workload};
 use crate::machine::{self, CpuTimes};
@@ -70,17 +70,24 @@ pub async fn run(common: &Common, cmd: &Cmd) -> Result<RunOutput> {
     if common.clients == 0 || common.conns == 0 {
         bail!("--clients and --conns must be at least 1");
     }
-    let statuses = connect::statuses(&common.endpoints, common.dial_timeout).await?;
+    let dial = connect::Dial::new(
+        common.dial_timeout,
+        common.cacert.as_deref(),
+        common.cert.as_deref(),
+        common.key.as_deref(),
+    )?;
+    let statuses = connect::statuses(&common.endpoints, &dial).await?;
     let targets = connect::dial_targets(&statuses, common.target_leader)?;
-    let conns = connect::connect_all(&targets, common.conns, common.dial_timeout).await?;
+    let conns = connect::connect_all(&targets, common.conns, &dial).await?;
     let m = Measure::new(common);
     let (elapsed, cpu0, cpu1) = match cmd {
         Cmd::Put {
             keys,
             compact_interval,
             compact_index_delta,
+            watch: pw,
         } => {
-            let w = workloads::Put::new(&conns, keygen(keys)?, keys.val_size);
+            let kg = keygen(keys)?;
             let compactor = (!compact_interval.is_zero()).then(|| {
                 tokio::spawn(compact_loop(
                     conns[0].clone(),
@@ -89,13 +96,29 @@ pub async fn run(common: &Common, cmd: &Cmd) -> Result<RunOutput> {
                     m.recorder.clone(),
                 ))
             });
-            let r = m.drive(w, stop_rule(common, None), common.rate).await;
+            let stop = stop_rule(common, None);
+            let r = if pw.watchers == 0 {
+                let w = workloads::Put::new(&conns, kg, keys.val_size);
+                Ok(m.drive(w, stop, common.rate).await)
+            } else {
+                match put_watch_spec(kg, pw) {
+                    Ok(spec) => {
+                        m.watch(&conns, spec, keys.val_size, stop, common.rate)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            };
             if let Some(c) = compactor {
                 c.abort();
                 // Wait until the task is gone, so it no longer holds the recorder.
                 let _ = c.await;
+                // A compaction recorded after the last interval was taken goes in one more.
+                if let Ok((elapsed, _, _)) = &r {
+                    driver::take_interval(&m.recorder, &m.series, Instant::now() - *elapsed);
+                }
             }
-            r
+            r?
         }
         Cmd::Range {
             key,
@@ -162,9 +185,11 @@ pub async fn run(common: &Common, cmd: &Cmd) -> Result<RunOutput> {
                 watchers_per_stream: *watch_per_stream,
                 keys,
                 prev_kv: w.prevkv,
+                whole_range: false,
                 event_op: "watch-event",
             };
-            m.watch(&conns, common, spec, w).await?
+            let (stop, rate) = watch_stop_rate(common, w);
+            m.watch(&conns, spec, w.val_size, stop, rate).await?
         }
         Cmd::WatchLatency {
             w,
@@ -181,9 +206,11 @@ pub async fn run(common: &Common, cmd: &Cmd) -> Result<RunOutput> {
                 watchers_per_stream: *watchers_per_stream,
                 keys,
                 prev_kv: w.prevkv,
+                whole_range: false,
                 event_op: "watch-latency",
             };
-            m.watch(&conns, common, spec, w).await?
+            let (stop, rate) = watch_stop_rate(common, w);
+            m.watch(&conns, spec, w.val_size, stop, rate).await?
         }
         Cmd::Compare(_) => bail!("compare is not a workload"),
     };
@@ -242,28 +269,21 @@ impl Measure {
         (elapsed, cpu0, machine::cpu_times())
     }
 
+    /// Opens the watchers of `spec`, runs stamped puts with them open, then waits for the
+    /// events still on their way.
     async fn watch(
         &self,
         conns: &[Client],
-        common: &Common,
         spec: WatchSpec,
-        w: &crate::cli::WatchArgs,
+        val_size: usize,
+        stop: StopRule,
+        rate: Option<f64>,
     ) -> Result<(Duration, CpuTimes, CpuTimes)> {
         let per_key = Arc::new(watch::watchers_per_key(&spec)?);
         let base = Instant::now();
         let watchers = watch::open(conns, spec, base, self.recorder.clone()).await?;
-        let puts = StampedPut::new(conns, spec.keys, w.val_size, base, per_key);
+        let puts = StampedPut::new(conns, spec.keys, val_size, base, per_key);
         let expected = puts.expected_events.clone();
-        let rate = w.put_rate.filter(|r| *r > 0.0).or(common.rate);
-        // etcd's default of 1000 puts, unless a total or a duration was asked for.
-        let total = w
-            .put_total
-            .or(common.total)
-            .or(common.duration.is_none().then_some(1000));
-        let stop = StopRule {
-            total,
-            duration: common.duration,
-        };
         let (elapsed, cpu0, _) = self.drive(puts, stop, rate).await;
         let puts_start = Instant::now() - elapsed;
         watchers
@@ -335,6 +355,37 @@ impl Measure {
             start_unix: self.start_unix,
         })
     }
+}
+
+/// The watch workloads' put phase: `--put-rate` (else `--rate`), and `--put-total` (else
+/// `--total`, else etcd's default of 1000 puts unless a duration was asked for).
+fn watch_stop_rate(common: &Common, w: &WatchArgs) -> (StopRule, Option<f64>) {
+    let rate = w.put_rate.filter(|r| *r > 0.0).or(common.rate);
+    let total = w
+        .put_total
+        .or(common.total)
+        .or(common.duration.is_none().then_some(1000));
+    let stop = StopRule {
+        total,
+        duration: common.duration,
+    };
+    (stop, rate)
+}
+
+/// The watchers of `put --watchers N`: N / --watch-streams per stream, on the put key space.
+fn put_watch_spec(keys: KeyGen, pw: &PutWatchArgs) -> Result<WatchSpec> {
+    let streams = pw.watch_streams.min(pw.watchers);
+    if streams == 0 || !pw.watchers.is_multiple_of(streams) {
+        bail!("--watchers must be a multiple of --watch-streams (at least 1)");
+    }
+    Ok(WatchSpec {
+        streams,
+        watchers_per_stream: pw.watchers / streams,
+        keys,
+        prev_kv: false,
+        whole_range: pw.watch_prefix,
+        event_op: "watch-event",
+    })
 }
 
 /// Compacts to `current revision - delta` every `every`, as etcd's put --compact-interval.

@@ -25,6 +25,8 @@ pub struct WatchSpec {
     pub watchers_per_stream: usize,
     pub keys: KeyGen,
     pub prev_kv: bool,
+    /// Every watcher watches the whole key range `keys` can produce instead of one key.
+    pub whole_range: bool,
     /// Operation name the event latencies are recorded under.
     pub event_op: &'static str,
 }
@@ -34,11 +36,28 @@ pub fn watchers_per_key(spec: &WatchSpec) -> Result<Vec<u64>> {
     if spec.keys.key_space == 0 || spec.keys.key_space > WATCH_KEY_SPACE_MAX {
         bail!("watch key space must be 1..={WATCH_KEY_SPACE_MAX}");
     }
+    let watchers = (spec.streams * spec.watchers_per_stream) as u64;
+    if spec.whole_range {
+        return Ok(vec![watchers; spec.keys.key_space as usize]);
+    }
     let mut per_key = vec![0u64; spec.keys.key_space as usize];
-    for j in 0..(spec.streams * spec.watchers_per_stream) as u64 {
+    for j in 0..watchers {
         per_key[(j % spec.keys.key_space) as usize] += 1;
     }
     Ok(per_key)
+}
+
+/// What watcher `j` (over all streams) watches: key number `j % key_space`, or the whole key
+/// range `[key(0), key(key_space - 1)]` as `(key, range_end)`.
+pub fn watch_target(spec: &WatchSpec, j: u64) -> (Vec<u8>, Option<Vec<u8>>) {
+    if !spec.whole_range {
+        return (spec.keys.key(j % spec.keys.key_space), None);
+    }
+    // Every key the puts write has `key_size` bytes and lies between the first and the last
+    // key; appending a zero byte to the last key makes the range end inclusive of it.
+    let mut end = spec.keys.key(spec.keys.key_space - 1);
+    end.push(0);
+    (spec.keys.key(0), Some(end))
 }
 
 /// Live watch streams and the count of events their receivers have recorded.
@@ -86,21 +105,27 @@ async fn open_stream(
     rec: SharedRecorder,
 ) -> Result<(WatchRequestSender, WatchResponseStream)> {
     let mut wc = client.watch_client();
-    let key_of = |w: usize| {
-        let j = (s * spec.watchers_per_stream + w) as u64;
-        spec.keys.key(j % spec.keys.key_space)
-    };
-    let opts = || {
-        let o = etcd_client::WatchOptions::new();
-        if spec.prev_kv { o.with_prev_key() } else { o }
+    // (key, options) of this stream's watcher `w`.
+    let target = |w: usize| {
+        let (key, end) = watch_target(&spec, (s * spec.watchers_per_stream + w) as u64);
+        let mut o = etcd_client::WatchOptions::new();
+        if let Some(end) = end {
+            o = o.with_range(end);
+        }
+        if spec.prev_kv {
+            o = o.with_prev_key();
+        }
+        (key, Some(o))
     };
     let t0 = Instant::now();
-    let stream = wc.watch(key_of(0), Some(opts())).await?;
+    let (key, opts) = target(0);
+    let stream = wc.watch(key, opts).await?;
     let (mut tx, mut rx) = stream.split();
     await_created(&mut rx, t0, &rec).await?;
     for w in 1..spec.watchers_per_stream {
         let t0 = Instant::now();
-        tx.watch(key_of(w), Some(opts())).await?;
+        let (key, opts) = target(w);
+        tx.watch(key, opts).await?;
         await_created(&mut rx, t0, &rec).await?;
     }
     Ok((tx, rx))

@@ -50,8 +50,15 @@ fn target_leader_picks_the_leaders_endpoint() {
     assert_eq!(dial_targets(&s, true).unwrap(), ["b:2"]);
     let leaderless = [status("a:1", 1, 0)];
     assert!(dial_targets(&leaderless, true).is_err());
-    assert_eq!(endpoint_url("127.0.0.1:2379"), "http://127.0.0.1:2379");
-    assert_eq!(endpoint_url("https://h:1"), "https://h:1");
+    assert_eq!(
+        endpoint_url("127.0.0.1:2379", false),
+        "http://127.0.0.1:2379"
+    );
+    assert_eq!(
+        endpoint_url("127.0.0.1:2379", true),
+        "https://127.0.0.1:2379"
+    );
+    assert_eq!(endpoint_url("https://h:1", false), "https://h:1");
 }
 
 #[test]

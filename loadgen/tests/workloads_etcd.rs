@@ -122,12 +122,14 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-async fn workload(ops: &[&str], args: &[&str]) {
+/// Runs `args` against a fresh etcd, checks the run folder for `ops`, returns the summary.
+async fn workload(ops: &[&str], args: &[&str]) -> Summary {
     let server = common::etcd().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
     let summary = run_loadgen(&server.client_url, &dir, args);
     check_folder(&dir, &summary, ops);
+    summary
 }
 
 #[tokio::test]
@@ -231,12 +233,8 @@ async fn txn_mixed() {
 
 #[tokio::test]
 async fn watch() {
-    let server = common::etcd().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("run");
-    let s = run_loadgen(
-        &server.client_url,
-        &dir,
+    let s = workload(
+        &["watch-create", "put", "watch-event"],
         &[
             "--clients",
             "2",
@@ -252,21 +250,106 @@ async fn watch() {
             "--put-rate",
             "200",
         ],
-    );
-    check_folder(&dir, &s, &["watch-create", "put", "watch-event"]);
+    )
+    .await;
     assert_eq!(s.op("watch-create").unwrap().requests, 12);
     // 12 watchers over 2 keys: every put is seen by 6 watchers.
     assert_eq!(s.op("watch-event").unwrap().requests, 200 * 6);
 }
 
 #[tokio::test]
-async fn watch_latency() {
+async fn put_with_watchers_on_their_keys() {
+    let s = workload(
+        &["put", "watch-create", "watch-event"],
+        &[
+            "--clients",
+            "4",
+            "--total",
+            "300",
+            "put",
+            "--key-space-size",
+            "10",
+            "--watchers",
+            "20",
+            "--watch-streams",
+            "4",
+        ],
+    )
+    .await;
+    assert_eq!(s.op("put").unwrap().requests, 300);
+    assert_eq!(s.op("watch-create").unwrap().requests, 20);
+    // 20 watchers over 10 keys: every put is seen by 2 of them.
+    assert_eq!(s.op("watch-event").unwrap().requests, 300 * 2);
+}
+
+#[tokio::test]
+async fn put_with_watchers_on_the_whole_key_range() {
     let server = common::etcd().await;
+    // A key outside the put key range: the range watchers must not see it.
+    let mut c = etcd_client::Client::connect([server.client_url.as_str()], None)
+        .await
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
-    let s = run_loadgen(
-        &server.client_url,
-        &dir,
+    let url = server.client_url.clone();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    // Written for the whole run, so they overlap the put phase whatever the machine's speed.
+    let outside = tokio::spawn(async move {
+        let mut i = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            c.put(format!("zz-outside-{i}"), "x", None).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            i += 1;
+        }
+        i
+    });
+    let s = tokio::task::spawn_blocking(move || {
+        run_loadgen(
+            &url,
+            &dir,
+            &[
+                "--clients",
+                "4",
+                "--total",
+                "200",
+                "put",
+                "--key-space-size",
+                "1000",
+                "--watchers",
+                "6",
+                "--watch-streams",
+                "3",
+                "--watch-prefix",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(outside.await.unwrap() > 0);
+    assert_eq!(s.op("watch-create").unwrap().requests, 6);
+    let events = s.op("watch-event").unwrap();
+    // Every put reaches all 6 watchers, and nothing else does.
+    assert_eq!((events.requests, events.errors), (200 * 6, 0));
+}
+
+#[tokio::test]
+async fn put_refuses_watchers_not_spread_evenly_over_streams() {
+    let server = common::etcd().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_ketch-loadgen"))
+        .args(["--endpoints", &server.client_url, "--total", "10", "put"])
+        .args(["--watchers", "7", "--watch-streams", "2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("multiple of --watch-streams"));
+}
+
+#[tokio::test]
+async fn watch_latency() {
+    let s = workload(
+        &["put", "watch-latency"],
         &[
             "watch-latency",
             "--streams",
@@ -278,8 +361,8 @@ async fn watch_latency() {
             "--put-rate",
             "100",
         ],
-    );
-    check_folder(&dir, &s, &["put", "watch-latency"]);
+    )
+    .await;
     assert_eq!(s.op("watch-latency").unwrap().requests, 100 * 6);
 }
 
