@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use futures_lite::io::{AsyncBufRead, AsyncWrite};
+use futures_lite::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use futures_rustls::{LazyConfigAcceptor, server::TlsStream};
 use ketch_config::{Config, TlsConfig};
 use rustls::server::{Acceptor, WebPkiClientVerifier};
@@ -289,6 +289,10 @@ pub struct Accepted<IO> {
     pub client_cn: Option<ClientCertCn>,
 }
 
+/// Bounds of [`close_gently`]: how long, how many reads of how many bytes.
+const LINGER_TIMEOUT: Duration = Duration::from_millis(200);
+const LINGER_READS_MAX: usize = 16;
+const LINGER_READ_BYTES: usize = 4096;
 /// TLS record type of a handshake message: what the first byte of a TLS client must be.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
@@ -308,7 +312,13 @@ where
         refuse_non_tls(&mut io).await?;
         let start = LazyConfigAcceptor::new(Acceptor::default(), io).await?;
         server_name = start.client_hello().server_name().unwrap_or("").to_owned();
-        start.into_stream(tls.config.clone()).await
+        match start.into_stream(tls.config.clone()).into_fallible().await {
+            Ok(stream) => Ok(stream),
+            Err((e, io)) => {
+                close_gently(io).await;
+                Err(e)
+            }
+        }
     };
     let timeout = async {
         glommio::timer::sleep(HANDSHAKE_TIMEOUT).await;
@@ -335,6 +345,24 @@ where
             None
         }
     }
+}
+
+/// Closes a refused connection the way the client can read why: rustls has queued its alert,
+/// so send FIN and read what the client still sends (its first request, racing the alert)
+/// until it closes, for a bounded time. Dropping the socket with that request unread would
+/// send RST instead, and the client could lose the alert.
+async fn close_gently<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO) {
+    use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+    let drain = async {
+        let _ = io.close().await;
+        let mut buf = [0u8; LINGER_READ_BYTES];
+        for _ in 0..LINGER_READS_MAX {
+            if matches!(io.read(&mut buf).await, Ok(0) | Err(_)) {
+                break;
+            }
+        }
+    };
+    futures_lite::future::or(drain, glommio::timer::sleep(LINGER_TIMEOUT)).await;
 }
 
 /// Fails a connection whose first byte cannot start a TLS handshake (plain HTTP or gRPC sent
