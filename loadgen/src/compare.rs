@@ -107,7 +107,7 @@ const PUT_K1000_WATCHED: &[&str] = &[
 ];
 
 /// The same puts without the watchers: the baseline of the watched case.
-const PUT_K1000: &[&str] = PUT_K1000_WATCHED.split_at(9).0;
+const PUT_K1000: &[&str] = PUT_K1000_WATCHED.split_at(8).0;
 
 pub const CASES: &[Case] = &[
     Case {

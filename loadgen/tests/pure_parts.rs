@@ -114,3 +114,27 @@ fn compare_headline_says_what_was_measured() {
     let h = headline(Some("server exited"), true, &[]);
     assert!(h.starts_with("ketch was measured until it became unusable (server exited)"));
 }
+
+#[test]
+fn every_comparison_case_parses_as_a_loadgen_command() {
+    use clap::Parser;
+    use ketch_loadgen::cli::{Cli, Cmd};
+    use ketch_loadgen::compare::CASES;
+    for c in CASES {
+        let argv = ["ketch-loadgen", "--endpoints", "127.0.0.1:1"]
+            .into_iter()
+            .chain(c.args.iter().copied());
+        let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("case {}: {e}", c.name));
+        let watchers = match &cli.cmd {
+            Cmd::Put { watch, .. } => watch.watchers,
+            _ => 0,
+        };
+        // The watched case and its baseline differ only in the watchers.
+        let expected = if c.name == "put-100-watch-1000" {
+            1000
+        } else {
+            0
+        };
+        assert_eq!(watchers, expected, "case {}", c.name);
+    }
+}
