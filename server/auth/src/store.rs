@@ -304,10 +304,10 @@ impl AuthStore {
 
     /// Admins may read any user; anyone may read themselves.
     fn user_get(&self, name: &str, who: &AuthInfo) -> Result<AuthResponse, AuthError> {
-        if let Err(e) = self.view.check_admin(who) {
-            if name != who.user {
-                return Err(e);
-            }
+        if let Err(e) = self.view.check_admin(who)
+            && name != who.user
+        {
+            return Err(e);
         }
         let user = self
             .state
@@ -322,10 +322,10 @@ impl AuthStore {
 
     /// Admins may read any role; anyone may read a role they hold.
     fn role_get(&self, role: &str, who: &AuthInfo) -> Result<AuthResponse, AuthError> {
-        if let Err(e) = self.view.check_admin(who) {
-            if !self.state.has_role(&who.user, role) {
-                return Err(e);
-            }
+        if let Err(e) = self.view.check_admin(who)
+            && !self.state.has_role(&who.user, role)
+        {
+            return Err(e);
         }
         let role = self
             .state
