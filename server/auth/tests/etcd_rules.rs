@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use ketch_auth::{
-    AuthError, AuthInfo, AuthRequest, AuthResponse, GrpcCode, Password, Perm, PERM_READ, PERM_READWRITE,
-    PERM_WRITE,
+    AuthError, AuthInfo, AuthRequest, AuthResponse, GrpcCode, PERM_READ, PERM_READWRITE,
+    PERM_WRITE, Password, Perm,
 };
 
 fn role_perms(h: &mut Harness, role: &str) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
@@ -31,16 +31,31 @@ fn user_roles(h: &mut Harness, user: &str) -> Vec<String> {
 #[test]
 fn enable_needs_a_root_user_holding_the_root_role() {
     let mut h = Harness::new();
-    assert_eq!(h.apply(AuthRequest::AuthEnable), Err(AuthError::RootUserNotExist));
+    assert_eq!(
+        h.apply(AuthRequest::AuthEnable),
+        Err(AuthError::RootUserNotExist)
+    );
     h.ok(user_add("root", "pw"));
-    assert_eq!(h.apply(AuthRequest::AuthEnable), Err(AuthError::RootRoleNotExist));
+    assert_eq!(
+        h.apply(AuthRequest::AuthEnable),
+        Err(AuthError::RootRoleNotExist)
+    );
     // The role "root" may be granted without existing, and that is enough.
     h.ok(grant_role("root", "root"));
-    assert_eq!(h.apply(AuthRequest::RoleGet { role: "root".into() }), Err(AuthError::RoleNotFound));
+    assert_eq!(
+        h.apply(AuthRequest::RoleGet {
+            role: "root".into()
+        }),
+        Err(AuthError::RoleNotFound)
+    );
     let before = h.store.revision();
     h.ok(AuthRequest::AuthEnable);
     assert!(h.store.enabled());
-    assert_eq!(h.store.revision(), before, "AuthEnable does not bump the revision");
+    assert_eq!(
+        h.store.revision(),
+        before,
+        "AuthEnable does not bump the revision"
+    );
     // Enabled: enabling again needs root, and is then a no-op.
     assert_eq!(
         h.apply_as(AuthRequest::AuthEnable, &AuthInfo::anonymous()),
@@ -56,17 +71,29 @@ fn disable_bumps_the_revision_once_and_needs_root_while_enabled() {
     h.enable_with_root();
     h.ok(user_add("u", "p"));
     let u = h.who("u");
-    assert_eq!(h.apply_as(AuthRequest::AuthDisable, &u), Err(AuthError::PermissionDenied));
+    assert_eq!(
+        h.apply_as(AuthRequest::AuthDisable, &u),
+        Err(AuthError::PermissionDenied)
+    );
     let rev = h.store.revision();
     h.ok(AuthRequest::AuthDisable);
     assert_eq!(h.store.revision(), rev + 1);
     // Disabled: anyone may disable again; nothing changes.
-    h.apply_as(AuthRequest::AuthDisable, &AuthInfo::anonymous()).unwrap();
+    h.apply_as(AuthRequest::AuthDisable, &AuthInfo::anonymous())
+        .unwrap();
     assert_eq!(h.store.revision(), rev + 1);
     // And anyone may manage users, even delete root.
-    h.apply_as(AuthRequest::UserDelete { name: "root".into() }, &AuthInfo::anonymous())
-        .unwrap();
-    assert_eq!(h.apply(AuthRequest::AuthEnable), Err(AuthError::RootUserNotExist));
+    h.apply_as(
+        AuthRequest::UserDelete {
+            name: "root".into(),
+        },
+        &AuthInfo::anonymous(),
+    )
+    .unwrap();
+    assert_eq!(
+        h.apply(AuthRequest::AuthEnable),
+        Err(AuthError::RootUserNotExist)
+    );
 }
 
 #[test]
@@ -74,7 +101,10 @@ fn user_add_rules() {
     let mut h = Harness::new();
     assert_eq!(h.apply(user_add("", "x")), Err(AuthError::UserEmpty));
     h.ok(user_add("root", "pw"));
-    assert_eq!(h.apply(user_add("root", "pw2")), Err(AuthError::UserAlreadyExist));
+    assert_eq!(
+        h.apply(user_add("root", "pw2")),
+        Err(AuthError::UserAlreadyExist)
+    );
     h.ok(AuthRequest::UserAdd {
         name: "alice".into(),
         password: Password::None,
@@ -101,20 +131,29 @@ fn no_password_users_cannot_log_in_with_any_password() {
     let e = h.store.check_password("np", "").unwrap_err();
     assert_eq!(e, AuthError::NoPasswordUser);
     assert_eq!(e.grpc_code(), GrpcCode::Unknown);
-    assert_eq!(e.to_string(), "auth: authentication failed, password was given for no password user");
+    assert_eq!(
+        e.to_string(),
+        "auth: authentication failed, password was given for no password user"
+    );
     // Changing the password keeps the option (etcd 3.4.23: still refused).
     let hash = ketch_auth::hash_password("newpw", TEST_BCRYPT_COST).unwrap();
     h.ok(AuthRequest::UserChangePassword {
         name: "np".into(),
         password_hash: hash,
     });
-    assert_eq!(h.store.check_password("np", "newpw"), Err(AuthError::NoPasswordUser));
+    assert_eq!(
+        h.store.check_password("np", "newpw"),
+        Err(AuthError::NoPasswordUser)
+    );
     // An Authenticate entry for it (proposed by a confused member) fails on apply.
     let req = AuthRequest::Authenticate {
         name: "np".into(),
         token_prefix: "x".repeat(16),
     };
-    assert_eq!(h.apply_as(req, &AuthInfo::anonymous()), Err(AuthError::AuthFailed));
+    assert_eq!(
+        h.apply_as(req, &AuthInfo::anonymous()),
+        Err(AuthError::AuthFailed)
+    );
 }
 
 #[test]
@@ -125,9 +164,18 @@ fn passwords_are_checked_on_their_first_72_bytes_as_etcd_does() {
     h.ok(user_add("long", &long));
     let other = format!("{}DIFFERENT", "x".repeat(72));
     assert!(h.store.check_password("long", &other).is_ok());
-    assert_eq!(h.store.check_password("long", "x"), Err(AuthError::AuthFailed));
-    assert_eq!(h.store.check_password("nobody", "x"), Err(AuthError::AuthFailed));
-    assert_eq!(h.store.check_password("root", "wrong"), Err(AuthError::AuthFailed));
+    assert_eq!(
+        h.store.check_password("long", "x"),
+        Err(AuthError::AuthFailed)
+    );
+    assert_eq!(
+        h.store.check_password("nobody", "x"),
+        Err(AuthError::AuthFailed)
+    );
+    assert_eq!(
+        h.store.check_password("root", "wrong"),
+        Err(AuthError::AuthFailed)
+    );
 }
 
 #[test]
@@ -135,17 +183,33 @@ fn role_and_grant_rules() {
     let mut h = Harness::new();
     h.ok(user_add("bob", "bpw"));
     h.ok(AuthRequest::RoleAdd { name: "r1".into() });
-    assert_eq!(h.apply(AuthRequest::RoleAdd { name: "r1".into() }), Err(AuthError::RoleAlreadyExist));
-    assert_eq!(h.apply(AuthRequest::RoleAdd { name: "".into() }), Err(AuthError::RoleEmpty));
+    assert_eq!(
+        h.apply(AuthRequest::RoleAdd { name: "r1".into() }),
+        Err(AuthError::RoleAlreadyExist)
+    );
+    assert_eq!(
+        h.apply(AuthRequest::RoleAdd { name: "".into() }),
+        Err(AuthError::RoleEmpty)
+    );
     h.ok(AuthRequest::RoleAdd { name: "r2".into() });
     h.ok(grant_role("bob", "r2"));
     let rev = h.store.revision();
     h.ok(grant_role("bob", "r1"));
     h.ok(grant_role("bob", "r1"));
-    assert_eq!(h.store.revision(), rev + 1, "a repeated grant changes nothing");
+    assert_eq!(
+        h.store.revision(),
+        rev + 1,
+        "a repeated grant changes nothing"
+    );
     assert_eq!(user_roles(&mut h, "bob"), ["r1", "r2"]);
-    assert_eq!(h.apply(grant_role("bob", "nor")), Err(AuthError::RoleNotFound));
-    assert_eq!(h.apply(grant_role("nou", "r1")), Err(AuthError::UserNotFound));
+    assert_eq!(
+        h.apply(grant_role("bob", "nor")),
+        Err(AuthError::RoleNotFound)
+    );
+    assert_eq!(
+        h.apply(grant_role("nou", "r1")),
+        Err(AuthError::UserNotFound)
+    );
     assert_eq!(
         h.apply(AuthRequest::UserRevokeRole {
             name: "bob".into(),
@@ -153,11 +217,17 @@ fn role_and_grant_rules() {
         }),
         Err(AuthError::RoleNotGranted)
     );
-    assert_eq!(h.apply(AuthRequest::UserGet { name: "nou".into() }), Err(AuthError::UserNotFound));
+    assert_eq!(
+        h.apply(AuthRequest::UserGet { name: "nou".into() }),
+        Err(AuthError::UserNotFound)
+    );
     // Deleting a role takes it from its users.
     h.ok(AuthRequest::RoleDelete { role: "r2".into() });
     assert_eq!(user_roles(&mut h, "bob"), ["r1"]);
-    assert_eq!(h.apply(AuthRequest::RoleDelete { role: "r2".into() }), Err(AuthError::RoleNotFound));
+    assert_eq!(
+        h.apply(AuthRequest::RoleDelete { role: "r2".into() }),
+        Err(AuthError::RoleNotFound)
+    );
     match h.apply(AuthRequest::RoleList).unwrap() {
         AuthResponse::RoleList(r) => assert_eq!(r.roles, ["r1"]),
         other => panic!("{other:?}"),
@@ -193,15 +263,24 @@ fn grant_permission_updates_only_the_first_same_key_entry() {
     };
     h.ok(revoke(b"a", b"c"));
     assert_eq!(role_perms(&mut h, "r1").len(), 4);
-    assert_eq!(h.apply(revoke(b"a", b"c")), Err(AuthError::PermissionNotGranted));
-    assert_eq!(h.apply(revoke(b"nothere", b"")), Err(AuthError::PermissionNotGranted));
+    assert_eq!(
+        h.apply(revoke(b"a", b"c")),
+        Err(AuthError::PermissionNotGranted)
+    );
+    assert_eq!(
+        h.apply(revoke(b"nothere", b"")),
+        Err(AuthError::PermissionNotGranted)
+    );
     let nor = AuthRequest::RoleRevokePermission {
         role: "nor".into(),
         key: b"foo".to_vec(),
         range_end: vec![],
     };
     assert_eq!(h.apply(nor), Err(AuthError::RoleNotFound));
-    assert_eq!(h.apply(grant_perm("nor", PERM_READ, b"a", b"")), Err(AuthError::RoleNotFound));
+    assert_eq!(
+        h.apply(grant_perm("nor", PERM_READ, b"a", b"")),
+        Err(AuthError::RoleNotFound)
+    );
 }
 
 #[test]
@@ -224,13 +303,33 @@ fn root_cannot_be_removed_while_enabled() {
         role: "root".into(),
     };
     assert_eq!(h.apply(revoke.clone()), Err(AuthError::InvalidAuthMgmt));
-    assert_eq!(h.apply(AuthRequest::UserDelete { name: "root".into() }), Err(AuthError::InvalidAuthMgmt));
-    assert_eq!(h.apply(AuthRequest::RoleDelete { role: "root".into() }), Err(AuthError::InvalidAuthMgmt));
-    assert_eq!(AuthError::InvalidAuthMgmt.grpc_code(), GrpcCode::InvalidArgument);
+    assert_eq!(
+        h.apply(AuthRequest::UserDelete {
+            name: "root".into()
+        }),
+        Err(AuthError::InvalidAuthMgmt)
+    );
+    assert_eq!(
+        h.apply(AuthRequest::RoleDelete {
+            role: "root".into()
+        }),
+        Err(AuthError::InvalidAuthMgmt)
+    );
+    assert_eq!(
+        AuthError::InvalidAuthMgmt.grpc_code(),
+        GrpcCode::InvalidArgument
+    );
     h.ok(AuthRequest::AuthDisable);
     h.ok(revoke);
-    h.ok(AuthRequest::RoleDelete { role: "root".into() });
-    assert_eq!(h.apply(AuthRequest::UserDelete { name: "nope".into() }), Err(AuthError::UserNotFound));
+    h.ok(AuthRequest::RoleDelete {
+        role: "root".into(),
+    });
+    assert_eq!(
+        h.apply(AuthRequest::UserDelete {
+            name: "nope".into()
+        }),
+        Err(AuthError::UserNotFound)
+    );
     let pw = AuthRequest::UserChangePassword {
         name: "nope".into(),
         password_hash: "h".into(),
@@ -247,26 +346,56 @@ fn admin_requests_and_self_service_reads() {
     h.ok(AuthRequest::RoleAdd { name: "r2".into() });
     h.ok(grant_role("bob", "r1"));
     let bob = h.who("bob");
-    assert_eq!(h.apply_as(AuthRequest::UserList, &bob), Err(AuthError::PermissionDenied));
-    assert_eq!(h.apply_as(AuthRequest::RoleList, &bob), Err(AuthError::PermissionDenied));
-    assert!(h.apply_as(AuthRequest::UserGet { name: "bob".into() }, &bob).is_ok());
-    let get_root = AuthRequest::UserGet { name: "root".into() };
-    assert_eq!(h.apply_as(get_root.clone(), &bob), Err(AuthError::PermissionDenied));
-    assert!(h.apply_as(AuthRequest::RoleGet { role: "r1".into() }, &bob).is_ok());
+    assert_eq!(
+        h.apply_as(AuthRequest::UserList, &bob),
+        Err(AuthError::PermissionDenied)
+    );
+    assert_eq!(
+        h.apply_as(AuthRequest::RoleList, &bob),
+        Err(AuthError::PermissionDenied)
+    );
+    assert!(
+        h.apply_as(AuthRequest::UserGet { name: "bob".into() }, &bob)
+            .is_ok()
+    );
+    let get_root = AuthRequest::UserGet {
+        name: "root".into(),
+    };
+    assert_eq!(
+        h.apply_as(get_root.clone(), &bob),
+        Err(AuthError::PermissionDenied)
+    );
+    assert!(
+        h.apply_as(AuthRequest::RoleGet { role: "r1".into() }, &bob)
+            .is_ok()
+    );
     let get_r2 = AuthRequest::RoleGet { role: "r2".into() };
     assert_eq!(h.apply_as(get_r2, &bob), Err(AuthError::PermissionDenied));
     // No credential, or a certificate naming an unknown user.
     let anon = AuthInfo::anonymous();
-    assert_eq!(h.apply_as(get_root.clone(), &anon), Err(AuthError::UserEmpty));
-    assert_eq!(h.apply_as(AuthRequest::RoleList, &anon), Err(AuthError::UserEmpty));
+    assert_eq!(
+        h.apply_as(get_root.clone(), &anon),
+        Err(AuthError::UserEmpty)
+    );
+    assert_eq!(
+        h.apply_as(AuthRequest::RoleList, &anon),
+        Err(AuthError::UserEmpty)
+    );
     let ghost = h.who("ghost");
-    assert_eq!(h.apply_as(AuthRequest::UserList, &ghost), Err(AuthError::UserNotFound));
+    assert_eq!(
+        h.apply_as(AuthRequest::UserList, &ghost),
+        Err(AuthError::UserNotFound)
+    );
     // A user granted "root" (even without a root role object) is an admin.
     h.ok(user_add("carol", "cpw"));
     h.ok(grant_role("carol", "root"));
     let carol = h.who("carol");
     assert!(h.apply_as(AuthRequest::UserList, &carol).is_ok());
-    assert!(h.store.check(&carol, b"anything", b"\0", Perm::Write).is_ok());
+    assert!(
+        h.store
+            .check(&carol, b"anything", b"\0", Perm::Write)
+            .is_ok()
+    );
 }
 
 #[test]
@@ -292,16 +421,31 @@ fn bob_reads_and_writes_as_on_etcd() {
     assert!(allowed(&h, b"k", b"\0", Perm::Read).is_ok());
     assert!(allowed(&h, b"kk", b"zz", Perm::Read).is_ok());
     assert!(allowed(&h, b"p", b"q", Perm::Read).is_ok());
-    assert_eq!(allowed(&h, b"\0", b"\0", Perm::Read), Err(AuthError::PermissionDenied));
+    assert_eq!(
+        allowed(&h, b"\0", b"\0", Perm::Read),
+        Err(AuthError::PermissionDenied)
+    );
     assert!(allowed(&h, b"a", b"c", Perm::Write).is_ok());
     assert!(allowed(&h, b"a", b"z", Perm::Write).is_ok());
-    assert_eq!(allowed(&h, b"a", b"zz", Perm::Write), Err(AuthError::PermissionDenied));
-    assert_eq!(AuthError::PermissionDenied.grpc_code(), GrpcCode::PermissionDenied);
+    assert_eq!(
+        allowed(&h, b"a", b"zz", Perm::Write),
+        Err(AuthError::PermissionDenied)
+    );
+    assert_eq!(
+        AuthError::PermissionDenied.grpc_code(),
+        GrpcCode::PermissionDenied
+    );
     // Without a credential: "user name is empty"; a deleted user: denied.
     let anon = AuthInfo::anonymous();
-    assert_eq!(h.store.check(&anon, b"foo", b"", Perm::Read), Err(AuthError::UserEmpty));
+    assert_eq!(
+        h.store.check(&anon, b"foo", b"", Perm::Read),
+        Err(AuthError::UserEmpty)
+    );
     let ghost = h.who("ghost");
-    assert_eq!(h.store.check(&ghost, b"foo", b"", Perm::Read), Err(AuthError::PermissionDenied));
+    assert_eq!(
+        h.store.check(&ghost, b"foo", b"", Perm::Read),
+        Err(AuthError::PermissionDenied)
+    );
     // Auth off: everyone may do everything.
     h.ok(AuthRequest::AuthDisable);
     assert!(h.store.check(&anon, b"\0", b"\0", Perm::Write).is_ok());
@@ -319,7 +463,10 @@ fn empty_key_grants_cover_nothing_and_inverted_requests_follow_their_key() {
     h.ok(grant_role("u", "e"));
     let u = h.who("u");
     for (key, end) in [(&b"a"[..], &b""[..]), (b"\0", b"\0"), (b"a", b"b")] {
-        assert_eq!(h.store.check(&u, key, end, Perm::Read), Err(AuthError::PermissionDenied));
+        assert_eq!(
+            h.store.check(&u, key, end, Perm::Read),
+            Err(AuthError::PermissionDenied)
+        );
     }
     h.ok(AuthRequest::RoleAdd { name: "x".into() });
     h.ok(grant_perm("x", PERM_READ, b"b", b"a"));
@@ -340,7 +487,10 @@ fn empty_key_grants_cover_nothing_and_inverted_requests_follow_their_key() {
     .iter()
     .map(|(k, e)| h.store.check(&u, k, e, Perm::Read).is_ok())
     .collect();
-    assert_eq!(verdicts, [true, true, true, true, false, false, false, false]);
+    assert_eq!(
+        verdicts,
+        [true, true, true, true, false, false, false, false]
+    );
 }
 
 #[test]
@@ -349,7 +499,10 @@ fn auth_revision_counts_as_etcd_metrics_showed() {
     let mut h = Harness::new();
     assert_eq!(h.store.revision(), 1);
     h.ok(user_add("root", "pw"));
-    assert_eq!(h.apply(AuthRequest::AuthEnable), Err(AuthError::RootRoleNotExist));
+    assert_eq!(
+        h.apply(AuthRequest::AuthEnable),
+        Err(AuthError::RootRoleNotExist)
+    );
     h.ok(grant_role("root", "root"));
     h.ok(AuthRequest::AuthEnable);
     assert_eq!(h.store.revision(), 3);
@@ -381,37 +534,95 @@ fn auth_revision_counts_as_etcd_metrics_showed() {
     h.login("root", "pw").unwrap();
     h.ok(AuthRequest::AuthDisable);
     h.ok(AuthRequest::AuthDisable);
-    h.ok(AuthRequest::UserDelete { name: "root".into() });
+    h.ok(AuthRequest::UserDelete {
+        name: "root".into(),
+    });
     assert_eq!(h.store.revision(), 19);
 }
 
 #[test]
 fn messages_and_codes_are_etcds() {
     let table = [
-        (AuthError::RootUserNotExist, GrpcCode::FailedPrecondition, "etcdserver: root user does not exist"),
-        (AuthError::RootRoleNotExist, GrpcCode::FailedPrecondition, "etcdserver: root user does not have root role"),
-        (AuthError::UserAlreadyExist, GrpcCode::FailedPrecondition, "etcdserver: user name already exists"),
-        (AuthError::UserEmpty, GrpcCode::InvalidArgument, "etcdserver: user name is empty"),
-        (AuthError::UserNotFound, GrpcCode::FailedPrecondition, "etcdserver: user name not found"),
-        (AuthError::RoleAlreadyExist, GrpcCode::FailedPrecondition, "etcdserver: role name already exists"),
-        (AuthError::RoleNotFound, GrpcCode::FailedPrecondition, "etcdserver: role name not found"),
-        (AuthError::RoleEmpty, GrpcCode::InvalidArgument, "etcdserver: role name is empty"),
+        (
+            AuthError::RootUserNotExist,
+            GrpcCode::FailedPrecondition,
+            "etcdserver: root user does not exist",
+        ),
+        (
+            AuthError::RootRoleNotExist,
+            GrpcCode::FailedPrecondition,
+            "etcdserver: root user does not have root role",
+        ),
+        (
+            AuthError::UserAlreadyExist,
+            GrpcCode::FailedPrecondition,
+            "etcdserver: user name already exists",
+        ),
+        (
+            AuthError::UserEmpty,
+            GrpcCode::InvalidArgument,
+            "etcdserver: user name is empty",
+        ),
+        (
+            AuthError::UserNotFound,
+            GrpcCode::FailedPrecondition,
+            "etcdserver: user name not found",
+        ),
+        (
+            AuthError::RoleAlreadyExist,
+            GrpcCode::FailedPrecondition,
+            "etcdserver: role name already exists",
+        ),
+        (
+            AuthError::RoleNotFound,
+            GrpcCode::FailedPrecondition,
+            "etcdserver: role name not found",
+        ),
+        (
+            AuthError::RoleEmpty,
+            GrpcCode::InvalidArgument,
+            "etcdserver: role name is empty",
+        ),
         (
             AuthError::AuthFailed,
             GrpcCode::InvalidArgument,
             "etcdserver: authentication failed, invalid user ID or password",
         ),
-        (AuthError::PermissionDenied, GrpcCode::PermissionDenied, "etcdserver: permission denied"),
-        (AuthError::RoleNotGranted, GrpcCode::FailedPrecondition, "etcdserver: role is not granted to the user"),
+        (
+            AuthError::PermissionDenied,
+            GrpcCode::PermissionDenied,
+            "etcdserver: permission denied",
+        ),
+        (
+            AuthError::RoleNotGranted,
+            GrpcCode::FailedPrecondition,
+            "etcdserver: role is not granted to the user",
+        ),
         (
             AuthError::PermissionNotGranted,
             GrpcCode::FailedPrecondition,
             "etcdserver: permission is not granted to the role",
         ),
-        (AuthError::AuthNotEnabled, GrpcCode::FailedPrecondition, "etcdserver: authentication is not enabled"),
-        (AuthError::InvalidAuthToken, GrpcCode::Unauthenticated, "etcdserver: invalid auth token"),
-        (AuthError::InvalidAuthMgmt, GrpcCode::InvalidArgument, "etcdserver: invalid auth management"),
-        (AuthError::AuthOldRevision, GrpcCode::InvalidArgument, "etcdserver: revision of auth store is old"),
+        (
+            AuthError::AuthNotEnabled,
+            GrpcCode::FailedPrecondition,
+            "etcdserver: authentication is not enabled",
+        ),
+        (
+            AuthError::InvalidAuthToken,
+            GrpcCode::Unauthenticated,
+            "etcdserver: invalid auth token",
+        ),
+        (
+            AuthError::InvalidAuthMgmt,
+            GrpcCode::InvalidArgument,
+            "etcdserver: invalid auth management",
+        ),
+        (
+            AuthError::AuthOldRevision,
+            GrpcCode::InvalidArgument,
+            "etcdserver: revision of auth store is old",
+        ),
     ];
     for (err, code, msg) in table {
         assert_eq!((err.grpc_code(), err.to_string().as_str()), (code, msg));

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use ketch_auth::{
-    hash_password, ApplyContext, AuthConfig, AuthError, AuthInfo, AuthRequest, AuthResponse,
-    AuthStore, Password, Permission,
+    ApplyContext, AuthConfig, AuthError, AuthInfo, AuthRequest, AuthResponse, AuthStore, Password,
+    Permission, hash_password,
 };
 
 /// bcrypt's minimum cost: the tests hash many passwords.
@@ -39,7 +39,11 @@ impl Harness {
     }
 
     /// Applies one entry as the next raft index.
-    pub fn apply_as(&mut self, req: AuthRequest, who: &AuthInfo) -> Result<AuthResponse, AuthError> {
+    pub fn apply_as(
+        &mut self,
+        req: AuthRequest,
+        who: &AuthInfo,
+    ) -> Result<AuthResponse, AuthError> {
         self.index += 1;
         let ctx = ApplyContext {
             index: self.index,
@@ -82,16 +86,30 @@ impl Harness {
     /// `etcdctl user add`, `role add`, `user grant-role root root`, `auth enable`.
     pub fn enable_with_root(&mut self) {
         self.ok(user_add("root", "pw"));
-        self.ok(AuthRequest::RoleAdd { name: "root".into() });
+        self.ok(AuthRequest::RoleAdd {
+            name: "root".into(),
+        });
         self.ok(grant_role("root", "root"));
         self.ok(AuthRequest::AuthEnable);
     }
 }
 
+/// UserAdd with a bcrypt hash of `password`; hashes are cached per password (bcrypt is the
+/// slowest thing these tests do, and salts do not matter to them).
 pub fn user_add(name: &str, password: &str) -> AuthRequest {
+    thread_local! {
+        static HASHES: std::cell::RefCell<std::collections::HashMap<String, String>> =
+            Default::default();
+    }
+    let hash = HASHES.with(|h| {
+        h.borrow_mut()
+            .entry(password.to_string())
+            .or_insert_with(|| hash_password(password, TEST_BCRYPT_COST).unwrap())
+            .clone()
+    });
     AuthRequest::UserAdd {
         name: name.into(),
-        password: Password::Hash(hash_password(password, TEST_BCRYPT_COST).unwrap()),
+        password: Password::Hash(hash),
     }
 }
 
