@@ -31,7 +31,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// How long a client may take to finish its handshake before the connection is dropped, so a
 /// silent or slow client cannot hold a connection task forever.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where Go (and so etcd) looks for the system roots on Linux, first found wins.
 const SYSTEM_ROOT_FILES: [&str; 4] = [
     "/etc/ssl/certs/ca-certificates.crt",
@@ -98,7 +98,8 @@ pub fn client_tls(config: &Config) -> anyhow::Result<Option<ClientTls>> {
 }
 
 fn warn_ignored_files(config: &Config) {
-    if config.client_tls.is_enabled() {
+    let tls = &config.client_tls;
+    if !tls.cert_file.is_empty() || !tls.key_file.is_empty() {
         for url in &config.listen_client_urls {
             tracing::warn!(
                 "The scheme of client url {url} is HTTP while peer key/cert files are presented. \
@@ -114,11 +115,13 @@ fn cert_and_key_files(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
     let tls = &config.client_tls;
     if tls.auto_tls && tls.cert_file.is_empty() && tls.key_file.is_empty() {
         let dir = config.data_dir.join("fixtures").join("client");
-        let hosts: Vec<String> = config
+        let mut hosts: Vec<String> = config
             .listen_client_urls
             .iter()
             .map(|u| u.hostname().to_owned())
             .collect();
+        hosts.sort();
+        hosts.dedup();
         return self_signed_files(&dir, &hosts);
     }
     if tls.cert_file.is_empty() || tls.key_file.is_empty() {
