@@ -628,3 +628,17 @@ fn messages_and_codes_are_etcds() {
         assert_eq!((err.grpc_code(), err.to_string().as_str()), (code, msg));
     }
 }
+
+#[test]
+fn maintenance_admin_errors_are_etcds_untranslated_ones() {
+    // etcd 3.4.23, `> /v3/maintenance/hash` with auth on: code 2 (Unknown) and these texts.
+    let mut h = Harness::new();
+    h.enable_with_root();
+    h.ok(user_add("u", "p"));
+    let anon = h.store.check_admin(&AuthInfo::anonymous()).unwrap_err();
+    assert_eq!(anon.unmapped_message(), "auth: user name is empty");
+    let u = h.store.check_admin(&h.who("u")).unwrap_err();
+    assert_eq!(u.unmapped_message(), "auth: permission denied");
+    let token = h.store.resolve_token("bad.1", h.now).unwrap_err();
+    assert_eq!(token.unmapped_message(), "auth: invalid auth token");
+}
