@@ -180,8 +180,13 @@ fn memlock_verdict_matches_ketchs_own_check_at_the_boundary() {
         let out = run(&check, &args);
         let (checks, _) = parse(&String::from_utf8_lossy(&out.stdout));
         let (status, _, reason) = status_of(&checks, "memlock");
-        let expected = if enough { "PASS" } else { "FAIL" };
-        assert_eq!(status, expected, "memlock {memlock_kib} KiB: {reason}");
+        // Enough for ketch to start is PASS, or WARN for a user without CAP_IPC_LOCK
+        // (io_uring's own charges); never FAIL.
+        if enough {
+            assert_ne!(status, "FAIL", "memlock {memlock_kib} KiB: {reason}");
+        } else {
+            assert_eq!(status, "FAIL", "memlock {memlock_kib} KiB: {reason}");
+        }
         assert!(
             reason.contains(&format!("{TWO_SHARDS_NEED_KIB} KiB")),
             "{reason}"
