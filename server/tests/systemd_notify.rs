@@ -289,6 +289,32 @@ fn exec_start_args(unit: &str, env: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
+fn sh_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// A script that drops the arguments it is given (the process helper's own flags) and `exec`s
+/// ketch with `args` in a clean environment made of `env` only, from `dir`: the unit's
+/// ExecStart as systemd runs it, with the helper's PID guard around it.
+fn as_systemd_runs_it(dir: &Path, args: &[String], env: &[(String, String)]) -> PathBuf {
+    let env_words: Vec<String> = env
+        .iter()
+        .map(|(k, v)| sh_quote(&format!("{k}={v}")))
+        .collect();
+    let arg_words: Vec<String> = args.iter().map(|a| sh_quote(a)).collect();
+    let text = format!(
+        "#!/bin/sh\ncd {} || exit 99\nexec env -i {} {} {}\n",
+        sh_quote(&dir.display().to_string()),
+        env_words.join(" "),
+        sh_quote(&ketch_bin().display().to_string()),
+        arg_words.join(" ")
+    );
+    let path = dir.join("as-systemd.sh");
+    std::fs::write(&path, text).expect("writing the ExecStart script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
 /// ketch.service's ExecStart, run as systemd runs it (clean environment: the unit's
 /// `Environment=` lines, then ketch.env, then NOTIFY_SOCKET), on temp ports and data dir.
 #[test]
@@ -313,26 +339,10 @@ fn unit_exec_start_with_env_file_notifies_and_stops() {
     }
     let sock = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&sock).expect("binding the notify socket");
-    let log = dir.path().join("ketch.log");
-    let log_file = std::fs::File::create(&log).expect("creating log");
-    let child = Command::new(ketch_bin())
-        .args(exec_start_args(&unit, &env))
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("NOTIFY_SOCKET", &sock)
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().expect("cloning log handle"))
-        .stderr(log_file)
-        .spawn()
-        .expect("starting ketch");
-    let server = ServerProcess {
-        child,
-        client_port,
-        peer_port,
-        data_dir: data_dir.clone(),
-        log: log.clone(),
-    };
+    env.push(("NOTIFY_SOCKET".into(), sock.display().to_string()));
+    let script = as_systemd_runs_it(dir.path(), &exec_start_args(&unit, &env), &env);
+    let server = ServerProcess::start_on(&script, &data_dir, client_port, peer_port, &[]);
+    let log = server.log.clone();
     let run = observe(server, &socket);
     assert_ketch_protocol(&run);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
