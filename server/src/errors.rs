@@ -3,7 +3,7 @@
 //! against etcd.
 
 use ketch_mvcc::{GrpcCode, MvccError};
-use ketch_raft::ProposeError;
+use ketch_raft::{MemberChangeError, ProposeError};
 
 use crate::lease::LeaseError;
 use tonic::{Code, Status};
@@ -14,6 +14,7 @@ pub const TIMEOUT: &str = "etcdserver: request timed out";
 pub const REQUEST_TOO_LARGE: &str = "etcdserver: request is too large";
 pub const LEADER_CHANGED: &str = "etcdserver: leader changed";
 pub const STOPPING: &str = "etcdserver: server stopped";
+pub const NOT_SUPPORTED_FOR_LEARNER: &str = "etcdserver: rpc not supported for learner";
 
 fn code_of(code: GrpcCode) -> Code {
     Code::from_i32(code as i32)
@@ -27,18 +28,56 @@ pub fn propose_status(err: &ProposeError) -> Status {
     match err {
         ProposeError::Rejected(apply) => match apply.downcast_ref::<MvccError>() {
             Some(e) => mvcc_status(e),
-            None => Status::internal(apply.to_string()),
+            None => remote_apply_status(&apply.to_string()),
         },
         ProposeError::NoLeader | ProposeError::QuorumNotReachable => Status::unavailable(NO_LEADER),
         ProposeError::Timeout => Status::unavailable(TIMEOUT),
         ProposeError::LeaderChanged => Status::unavailable(LEADER_CHANGED),
         ProposeError::Stopped => Status::unavailable(STOPPING),
-        // Followers forward writes once clusters exist; until then a follower has no leader
-        // it can reach.
+        // Followers forward to the leader; this surfaces only when the leader refused.
         ProposeError::ForwardToLeader { .. } => Status::unavailable(NO_LEADER),
         // A storage failure stops the member; clients see what they see when a member dies.
         ProposeError::Fatal(_) | ProposeError::Internal(_) => Status::unavailable(err.to_string()),
     }
+}
+
+/// The store errors a leader can answer to a forwarded write. Only their text crosses the
+/// peer port; each is recognised by it here to get etcd's code back.
+const REMOTE_APPLY_ERRORS: [MvccError; 11] = [
+    MvccError::EmptyKey,
+    MvccError::KeyNotFound,
+    MvccError::ValueProvided,
+    MvccError::LeaseProvided,
+    MvccError::TooManyOps,
+    MvccError::DuplicateKey,
+    MvccError::Compacted,
+    MvccError::FutureRev,
+    MvccError::NoSpace,
+    MvccError::LeaseNotFound,
+    MvccError::LeaseExist,
+];
+
+/// The status of an apply error that happened on the leader, known by its text.
+fn remote_apply_status(text: &str) -> Status {
+    match REMOTE_APPLY_ERRORS.iter().find(|e| e.to_string() == text) {
+        Some(e) => mvcc_status(e),
+        None => Status::internal(text.to_owned()),
+    }
+}
+
+/// A refused membership change, with etcd's codes (`rpctypes`).
+pub fn member_status(err: &MemberChangeError) -> Status {
+    match err {
+        MemberChangeError::NotFound => Status::not_found(err.to_string()),
+        MemberChangeError::BadUrls => Status::invalid_argument(err.to_string()),
+        MemberChangeError::Raft(refusal) => propose_status(&refusal.clone().into_error()),
+        _ => Status::failed_precondition(err.to_string()),
+    }
+}
+
+/// What a learner answers to writes and linearizable reads.
+pub fn learner_refusal() -> Status {
+    Status::unavailable(NOT_SUPPORTED_FOR_LEARNER)
 }
 
 pub fn request_too_large() -> Status {
@@ -50,5 +89,25 @@ pub fn lease_status(err: &LeaseError) -> Status {
     match err {
         LeaseError::TtlTooLarge => Status::out_of_range(err.to_string()),
         LeaseError::NotLeader => Status::unavailable(NO_LEADER),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every listed store error maps back to itself from its text (what a follower gets
+    /// from the leader), and unknown text stays an internal error.
+    #[test]
+    fn remote_apply_errors_keep_their_code_and_message() {
+        for e in &REMOTE_APPLY_ERRORS {
+            let remote = remote_apply_status(&e.to_string());
+            let local = mvcc_status(e);
+            assert_eq!(
+                (remote.code(), remote.message()),
+                (local.code(), local.message())
+            );
+        }
+        assert_eq!(remote_apply_status("boom").code(), Code::Internal);
     }
 }

@@ -10,6 +10,7 @@ mod lease;
 mod metrics;
 mod node;
 mod notify;
+mod peer;
 mod rt;
 mod shards;
 mod tls;
@@ -26,7 +27,7 @@ use ketch_config::{Config, ConfigError, LogLevel, NoticeLevel};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::identity::Identity;
-use crate::node::{Limits, MemberInfo, Node};
+use crate::node::{Limits, Node};
 use crate::shards::{ClientAddr, ShardPlan};
 use crate::tls::ClientTls;
 
@@ -81,20 +82,29 @@ fn init_logging(config: &Config) {
     }
 }
 
-/// Resolves listen URLs as Go's net.Listen does for etcd: the first address of the host,
-/// IPv4 preferred. https URLs serve `tls`.
+/// Resolves a listen URL as Go's net.Listen does for etcd: the first address of the host,
+/// IPv4 preferred. `what` names the flag in errors.
+pub(crate) fn resolve_listen_url(
+    url: &ketch_config::EtcdUrl,
+    what: &str,
+) -> anyhow::Result<SocketAddr> {
+    let host_port = url.host_port();
+    let mut addrs: Vec<SocketAddr> = host_port
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {what} {host_port}"))?
+        .collect();
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    addrs
+        .first()
+        .copied()
+        .with_context(|| format!("{host_port} resolves to nothing"))
+}
+
+/// The client listen addresses; https URLs serve `tls`.
 fn listen_addrs(config: &Config, tls: Option<&ClientTls>) -> anyhow::Result<Vec<ClientAddr>> {
     let mut out = Vec::new();
     for url in &config.listen_client_urls {
-        let host_port = url.host_port();
-        let mut addrs: Vec<SocketAddr> = host_port
-            .to_socket_addrs()
-            .with_context(|| format!("resolving listen-client-url {host_port}"))?
-            .collect();
-        addrs.sort_by_key(|a| !a.is_ipv4());
-        let addr = *addrs
-            .first()
-            .with_context(|| format!("{host_port} resolves to nothing"))?;
+        let addr = resolve_listen_url(url, "listen-client-url")?;
         if !out.iter().any(|c: &ClientAddr| c.addr == addr) {
             let tls = tls.filter(|_| url.is_tls()).cloned();
             out.push(ClientAddr { addr, tls });
@@ -124,6 +134,9 @@ fn raft_options(config: &Config, identity: &Identity) -> ketch_raft::RaftOptions
     opts.heartbeat_ms = config.heartbeat_interval_ms;
     opts.election_timeout_ms = config.election_timeout_ms;
     opts.snapshot_count = config.snapshot_count;
+    opts.join_existing = config.initial_cluster_state == ketch_config::ClusterState::Existing;
+    let client_urls = config.advertise_client_urls.iter().map(ToString::to_string);
+    opts.publish = Some((config.name.clone(), client_urls.collect()));
     opts
 }
 
@@ -136,6 +149,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     };
     shards::check_memlock(&plan)?;
     shards::probe_bind(&plan.client_addrs)?;
+    let peer_addrs = peer::listen_addrs(&config)?;
     let identity = identity::load_or_bootstrap(&config)?;
     for (key, value) in ketch_config::startup_summary(
         &config,
@@ -152,16 +166,6 @@ fn run(config: Config) -> anyhow::Result<()> {
     signals.add(Signal::SIGINT);
     signals.thread_block().context("blocking SIGTERM/SIGINT")?;
 
-    let members: Vec<MemberInfo> = identity
-        .members
-        .iter()
-        .map(|m| MemberInfo {
-            id: m.id,
-            name: m.name.clone(),
-            peer_urls: m.peer_urls.clone(),
-            client_urls: m.client_urls.clone(),
-        })
-        .collect();
     let limits = Limits {
         max_request_bytes: config.max_request_bytes as usize,
         max_txn_ops: config.max_txn_ops as usize,
@@ -184,11 +188,19 @@ fn run(config: Config) -> anyhow::Result<()> {
     stops.push(stop0);
     let addrs = plan.client_addrs.clone();
     let bound = bound_tx.clone();
+    let peer_recv_dir = raft_options.data_dir.join("peer-recv");
     let shard0 = shards::executor(0, plan.io_memory_bytes)
         .spawn(move || async move {
+            let peer_listeners = match peer::bind(&peer_addrs) {
+                Ok(listeners) => listeners,
+                Err(e) => {
+                    let _ = node_tx.send(Err(e));
+                    return;
+                }
+            };
             let started = ketch_raft::start::<lease::ReplicatedStore, _>(
                 raft_options,
-                ketch_raft::UnreachableNetwork,
+                peer::network(member_id, cluster_id),
                 Some(watch_hub.sink()),
             )
             .await;
@@ -199,16 +211,24 @@ fn run(config: Config) -> anyhow::Result<()> {
                     return;
                 }
             };
+            let (peer_stop, peer_stop_rx) = flume::bounded::<()>(1);
+            let peers = glommio::spawn_local(peer::serve_peers(
+                raft_node.raft.clone(),
+                peer_listeners,
+                cluster_id,
+                peer_recv_dir,
+                peer_stop_rx,
+            ));
             let node = Node::new(
                 cluster_id,
                 member_id,
-                members,
                 limits,
                 raft.clone(),
                 watch_hub,
                 lessor,
             );
             let _ = node_tx.send(Ok(node.clone()));
+            let removal = glommio::spawn_local(peer::stop_when_removed(node.clone()));
             let (lease_stop, lease_stop_rx) = flume::bounded::<()>(1);
             let lease_loop = glommio::spawn_local(lease::run(node.clone(), lease_stop_rx));
             match shards::bind_listeners(&addrs) {
@@ -222,8 +242,13 @@ fn run(config: Config) -> anyhow::Result<()> {
             }
             drop(lease_stop);
             lease_loop.await;
+            removal.cancel().await;
             raft.shutdown().await;
             raft_node.stopped().await;
+            // Peers are served until raft has stopped, so forwarded writes in flight during
+            // the drain still reach this member.
+            drop(peer_stop);
+            peers.await;
         })
         .map_err(|e| anyhow::anyhow!("starting shard 0: {e}"))?;
     handles.push(shard0);

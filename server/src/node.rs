@@ -13,15 +13,6 @@ use tonic::Status;
 use crate::errors;
 use crate::metrics::ServerMetrics;
 
-/// One member as the Cluster API lists it.
-#[derive(Clone, Debug)]
-pub struct MemberInfo {
-    pub id: u64,
-    pub name: String,
-    pub peer_urls: Vec<String>,
-    pub client_urls: Vec<String>,
-}
-
 pub struct Limits {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
@@ -30,7 +21,6 @@ pub struct Limits {
 pub struct Node {
     pub cluster_id: u64,
     pub member_id: u64,
-    pub members: Vec<MemberInfo>,
     pub limits: Limits,
     pub raft: RaftHandle,
     pub watch: Arc<crate::watch::WatchHub>,
@@ -43,7 +33,6 @@ impl Node {
     pub fn new(
         cluster_id: u64,
         member_id: u64,
-        members: Vec<MemberInfo>,
         limits: Limits,
         raft: RaftHandle,
         watch: Arc<crate::watch::WatchHub>,
@@ -52,7 +41,6 @@ impl Node {
         Arc::new(Node {
             cluster_id,
             member_id,
-            members,
             limits,
             raft,
             watch,
@@ -78,6 +66,9 @@ impl Node {
         if req.encoded_len() > self.limits.max_request_bytes {
             return Err(errors::request_too_large());
         }
+        if self.is_learner() {
+            return Err(errors::learner_refusal());
+        }
         self.metrics.proposals_pending.inc();
         let result = self.raft.write(req).await;
         self.metrics.proposals_pending.dec();
@@ -93,10 +84,21 @@ impl Node {
     /// Waits until this member has applied everything committed when the call began
     /// (ReadIndex), so a read that follows is linearizable.
     pub async fn read_barrier(&self) -> Result<(), Status> {
+        if self.is_learner() {
+            return Err(errors::learner_refusal());
+        }
         self.raft
             .linearizable_read_barrier()
             .await
             .map_err(|e| errors::propose_status(&e))
+    }
+
+    /// Whether this member is a learner (it serves serializable reads only, as in etcd).
+    pub fn is_learner(&self) -> bool {
+        self.raft
+            .membership()
+            .get(self.member_id)
+            .is_some_and(|m| m.is_learner)
     }
 
     /// Counts a request as in flight until the guard drops; shutdown waits for zero.

@@ -122,7 +122,7 @@ pub fn bind_listeners(addrs: &[ClientAddr]) -> anyhow::Result<Vec<ClientListener
         .collect()
 }
 
-fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     use std::os::fd::{FromRawFd, IntoRawFd};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;

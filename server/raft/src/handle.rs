@@ -9,7 +9,9 @@ use ketch_proto::ketchpb::{RaftRequest, RaftResponse};
 use ketch_wal::WalMetrics;
 use parking_lot::RwLock;
 
+use crate::membership::{MemberChange, MemberChangeError, MembershipView};
 use crate::state_store::StateStore;
+use crate::transport::wire::ForwardRefusal;
 use crate::types::{ApplyError, Member, MemberId, RequestBytes};
 
 /// Bound of the command queue from the handles to the raft executor; a full queue makes
@@ -64,6 +66,10 @@ pub(crate) enum Command {
     ReadBarrier {
         reply: Reply<()>,
     },
+    ChangeMembers {
+        change: MemberChange,
+        reply: flume::Sender<Result<MembershipView, MemberChangeError>>,
+    },
     WalMetrics {
         reply: flume::Sender<WalMetrics>,
     },
@@ -96,6 +102,8 @@ pub(crate) struct StatusCell {
     pub is_leader: AtomicBool,
     /// ReadIndex rounds started (each serves every read that queued before it).
     pub read_rounds: AtomicU64,
+    /// The membership as last committed or proposed (openraft's effective membership).
+    pub membership: RwLock<Arc<MembershipView>>,
 }
 
 impl StatusCell {
@@ -155,6 +163,26 @@ impl<S: StateStore> RaftHandle<S> {
 
     pub fn status(&self) -> RaftStatus {
         self.status.load()
+    }
+
+    /// The members as this member last saw them (sorted by ID).
+    pub fn membership(&self) -> Arc<MembershipView> {
+        self.status.membership.read().clone()
+    }
+
+    /// Makes a membership change with etcd's rules, through the leader; returns the
+    /// membership once the change is committed.
+    pub async fn change_members(
+        &self,
+        change: MemberChange,
+    ) -> Result<MembershipView, MemberChangeError> {
+        let (tx, rx) = flume::bounded(1);
+        let stopped = || MemberChangeError::Raft(ForwardRefusal::Stopped);
+        self.commands
+            .send_async(Command::ChangeMembers { change, reply: tx })
+            .await
+            .map_err(|_| stopped())?;
+        rx.recv_async().await.map_err(|_| stopped())?
     }
 
     /// Number of ReadIndex rounds run so far.

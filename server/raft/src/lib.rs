@@ -7,6 +7,7 @@
 pub mod handle;
 pub mod log_record;
 pub mod log_store;
+pub mod membership;
 pub mod mvcc_store;
 pub mod network;
 pub mod node;
@@ -18,7 +19,8 @@ pub mod transport;
 pub mod types;
 
 pub use handle::{COMMAND_QUEUE_CAPACITY, ProposeError, RaftHandle, RaftStatus};
-pub use network::UnreachableNetwork;
+pub use membership::{MemberChange, MemberChangeError, MemberView, MembershipView};
+pub use network::{LeaderForward, UnreachableNetwork};
 pub use node::{KetchRaft, RaftNode, RaftOptions, StartError, start};
 pub use runtime::{EXECUTOR_IO_MEMORY_BYTES, GlommioRuntime, executor_builder};
 pub use snapshot_file::SnapshotFile;

@@ -2,8 +2,15 @@
 //! [`SnapshotFile`] snapshots; the cluster transport (HTTP/2 on the peer port) plugs in
 //! there. [`UnreachableNetwork`] is the network of a one-member group: it has no peers, and
 //! every call reports the target unreachable.
+//!
+//! [`LeaderForward`] is the second half of the seam: what a follower does with a client's
+//! write or linearizable read, which only the leader can serve (etcd's followers forward
+//! proposals to the leader and ask it for the read index).
 
 use std::future::Future;
+use std::time::Duration;
+
+use ketch_proto::ketchpb::RaftResponse;
 
 use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
@@ -12,8 +19,79 @@ use openraft::raft::{
 };
 use openraft::{OptionalSend, RaftNetworkFactory, RaftNetworkV2};
 
+use crate::handle::ProposeError;
+use crate::membership::{MemberChange, MemberChangeError, MembershipView};
 use crate::snapshot_file::SnapshotFile;
-use crate::types::{KetchRaftTypes, Member, MemberId, Vote};
+use crate::transport::wire::ForwardRefusal;
+use crate::types::{ApplyError, KetchRaftTypes, Member, MemberId, RequestBytes, Vote};
+
+/// How a follower reaches the leader for client requests. Implemented by every network
+/// `start` accepts; `ttl` bounds the whole exchange.
+pub trait LeaderForward: Clone + 'static {
+    /// Has the leader propose `data` and answers what applying it produced.
+    fn forward_write(
+        &self,
+        leader: MemberId,
+        node: &Member,
+        data: RequestBytes,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Result<RaftResponse, ApplyError>, ProposeError>>;
+
+    /// Has the leader confirm its leadership (ReadIndex) and answers the log index a read
+    /// must see applied.
+    fn read_index(
+        &self,
+        leader: MemberId,
+        node: &Member,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<u64, ProposeError>>;
+
+    /// Has the leader check and make a membership change.
+    fn change_members(
+        &self,
+        leader: MemberId,
+        node: &Member,
+        change: MemberChange,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<MembershipView, MemberChangeError>>;
+}
+
+impl LeaderForward for UnreachableNetwork {
+    async fn forward_write(
+        &self,
+        leader: MemberId,
+        node: &Member,
+        _data: RequestBytes,
+        _ttl: Duration,
+    ) -> Result<Result<RaftResponse, ApplyError>, ProposeError> {
+        Err(ProposeError::ForwardToLeader {
+            leader_id: leader,
+            leader: Some(node.clone()),
+        })
+    }
+
+    async fn read_index(
+        &self,
+        leader: MemberId,
+        node: &Member,
+        _ttl: Duration,
+    ) -> Result<u64, ProposeError> {
+        Err(ProposeError::ForwardToLeader {
+            leader_id: leader,
+            leader: Some(node.clone()),
+        })
+    }
+
+    async fn change_members(
+        &self,
+        _leader: MemberId,
+        _node: &Member,
+        _change: MemberChange,
+        _ttl: Duration,
+    ) -> Result<MembershipView, MemberChangeError> {
+        Err(MemberChangeError::Raft(ForwardRefusal::NoLeader))
+    }
+}
 
 /// A peer that cannot be reached because this member has no transport to it.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! the `RaftHandle` commands there.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -14,22 +14,34 @@ use ketch_proto::ketchpb::RaftResponse;
 use ketch_wal::{Wal, WalError, WalOptions};
 use openraft::errors::{ClientWriteError, Fatal, LinearizableReadError, RaftError};
 use openraft::network::NetSnapshot;
-use openraft::{Config, RaftNetworkFactory, ReadPolicy, SnapshotPolicy};
+use openraft::{ChangeMembers, Config, RaftNetworkFactory, ReadPolicy, SnapshotPolicy};
 use openraft_rt::WatchReceiver;
 use parking_lot::RwLock;
 
 use crate::handle::{COMMAND_QUEUE_CAPACITY, Command, ProposeError, RaftHandle, Reply, StatusCell};
 use crate::log_store::LogStore;
+use crate::membership::{
+    self, LearnerProgress, MemberChange, MemberChangeError, MembershipView, Plan,
+};
+use crate::network::LeaderForward;
 use crate::snapshot_file::SnapshotFile;
 use crate::state_machine::{EventSink, SnapshotWrites, StateMachine};
 use crate::state_store::StateStore;
-use crate::types::{KetchRaftTypes, Member, MemberId};
+use crate::transport::wire::ForwardRefusal;
+use crate::types::{KetchRaftTypes, Member, MemberId, RequestBytes};
 
 /// The openraft node type ketch runs.
 pub type KetchRaft<S> = openraft::Raft<KetchRaftTypes, StateMachine<S>>;
 
 /// Longest wait for in-flight writes at shutdown before stopping anyway.
 const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(10);
+/// Longest pause between attempts of a client request while no leader is known (the pause
+/// is one heartbeat interval, at most this).
+const RETRY_PAUSE_MAX_MS: u64 = 50;
+/// How long one attempt to publish this member's attributes may take, and the pause
+/// between attempts.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(7);
+const PUBLISH_RETRY: Duration = Duration::from_millis(500);
 /// Longest wait at start for a one-member group to elect itself and re-apply its log.
 const SINGLE_MEMBER_RECOVERY_MAX: Duration = Duration::from_secs(30);
 
@@ -49,6 +61,12 @@ pub struct RaftOptions {
     /// Answer `Timeout` to a write or read barrier not done within this time.
     pub request_timeout: Duration,
     pub wal_segment_size_bytes: u64,
+    /// Joins an existing group (`--initial-cluster-state existing`): wait for the leader
+    /// to reach this member instead of initialising a group.
+    pub join_existing: bool,
+    /// This member's name and client URLs, published through the leader once it runs (as
+    /// etcd publishes its attributes), so every member lists them.
+    pub publish: Option<(String, Vec<String>)>,
 }
 
 impl RaftOptions {
@@ -72,6 +90,8 @@ impl RaftOptions {
             // etcd: 5 s plus two election timeouts.
             request_timeout: Duration::from_secs(7),
             wal_segment_size_bytes: ketch_wal::DEFAULT_SEGMENT_SIZE_BYTES,
+            join_existing: false,
+            publish: None,
         }
     }
 
@@ -87,13 +107,25 @@ impl RaftOptions {
         self.data_dir.join("vote")
     }
 
+    /// openraft's `election_timeout_min` (see `openraft_config`): above the heartbeat, so a
+    /// follower never campaigns between two heartbeats of a live leader, and below t.
+    fn election_timeout_min_ms(&self) -> u64 {
+        (self.heartbeat_ms * 2)
+            .max(1)
+            .min(self.election_timeout_ms.saturating_sub(1))
+    }
+
     fn openraft_config(&self) -> Result<Config, StartError> {
         let config = Config {
             cluster_name: format!("{:x}", self.cluster_id),
             heartbeat_interval: self.heartbeat_ms,
-            election_timeout_min: self.election_timeout_ms,
-            // etcd randomises the election timeout in [t, 2t).
-            election_timeout_max: self.election_timeout_ms * 2,
+            // etcd campaigns a random [t, 2t) after the last heartbeat and a follower refuses
+            // votes for t after one (check quorum). openraft campaigns `lease + [min, max)`
+            // after the last heartbeat, with lease = max, and refuses votes for `lease`: so
+            // max = t and a small min give etcd's window [t + min, 2t) and etcd's lease t.
+            election_timeout_min: self.election_timeout_min_ms(),
+            election_timeout_max: self.election_timeout_ms,
+            enable_pre_vote: Some(true),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_count),
             max_in_snapshot_log_to_keep: self.snapshot_catchup_entries,
             purge_batch_size: 1,
@@ -150,9 +182,10 @@ pub async fn start<S, N>(
 ) -> Result<(RaftHandle<S>, RaftNode<S>), StartError>
 where
     S: StateStore,
-    N: RaftNetworkFactory<KetchRaftTypes>,
+    N: RaftNetworkFactory<KetchRaftTypes> + LeaderForward,
     N::Network: NetSnapshot<KetchRaftTypes, SnapshotData = SnapshotFile>,
 {
+    let forward = network.clone();
     let config = Arc::new(opts.openraft_config()?);
     for dir in [opts.data_dir.clone(), opts.wal_dir(), opts.snap_dir()] {
         std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
@@ -186,7 +219,7 @@ where
         .is_initialized()
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
-    if first_start {
+    if first_start && !opts.join_existing {
         raft.initialize(opts.members.clone())
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -206,7 +239,17 @@ where
         request_timeout: opts.request_timeout,
         reads: Rc::default(),
         status: status.clone(),
+        forward,
+        retry_pause: Duration::from_millis(opts.heartbeat_ms.clamp(1, RETRY_PAUSE_MAX_MS)),
     };
+    if let Some((name, client_urls)) = opts.publish.clone() {
+        let change = MemberChange::Publish {
+            id: opts.member_id,
+            name,
+            client_urls,
+        };
+        glommio::spawn_local(publish(driver.route(), change)).detach();
+    }
     let driver = glommio::spawn_local(driver.run(rx)).detach();
     Ok((
         RaftHandle {
@@ -235,6 +278,10 @@ async fn wait_single_member_ready<S: StateStore>(
 }
 
 fn copy_metrics(m: &openraft::RaftMetrics<KetchRaftTypes>, status: &StatusCell) {
+    let view = membership_view(m.membership_config.membership());
+    if **status.membership.read() != view {
+        *status.membership.write() = Arc::new(view);
+    }
     let leader = m.current_leader.unwrap_or(0);
     status.leader_id.store(leader, Ordering::Release);
     status.term.store(m.current_term, Ordering::Release);
@@ -251,6 +298,87 @@ fn copy_metrics(m: &openraft::RaftMetrics<KetchRaftTypes>, status: &StatusCell) 
         m.current_leader.is_some() && leader == m.id,
         Ordering::Release,
     );
+}
+
+fn membership_view(m: &openraft::Membership<MemberId, Member>) -> MembershipView {
+    let nodes: BTreeMap<MemberId, Member> = m.nodes().map(|(id, n)| (*id, n.clone())).collect();
+    let voters: BTreeSet<MemberId> = m.voter_ids().collect();
+    MembershipView::from_openraft(&nodes, &voters)
+}
+
+/// Checks `change` against etcd's rules and proposes it; this member must lead. Answers the
+/// membership the change produced.
+pub(crate) async fn change_members_here<S: StateStore>(
+    raft: &KetchRaft<S>,
+    change: MemberChange,
+) -> Result<MembershipView, MemberChangeError> {
+    let metrics = raft.metrics().borrow_watched().clone();
+    if metrics.current_leader != Some(metrics.id) {
+        return Err(MemberChangeError::Raft(ForwardRefusal::NotLeader));
+    }
+    let view = membership_view(metrics.membership_config.membership());
+    let leader_last = metrics.last_log_index.unwrap_or(0);
+    let progress = |id| {
+        let matched = metrics
+            .replication
+            .as_ref()?
+            .get(&id)?
+            .as_ref()
+            .map_or(0, |l| l.index);
+        Some(LearnerProgress {
+            matched,
+            leader_last,
+        })
+    };
+    let one = |id| BTreeSet::from([id]);
+    let written = match membership::plan(&view, &change, progress)? {
+        Plan::Nothing => return Ok(view),
+        Plan::SetNodes(nodes) => {
+            raft.change_membership(ChangeMembers::SetNodes(nodes), false)
+                .await
+        }
+        Plan::AddVoters(nodes) => {
+            raft.change_membership(ChangeMembers::AddVoters(nodes), false)
+                .await
+        }
+        Plan::AddLearner(id, node) => raft.add_learner(id, node, false).await,
+        Plan::RemoveVoter(id) => {
+            raft.change_membership(ChangeMembers::RemoveVoters(one(id)), false)
+                .await
+        }
+        Plan::RemoveLearner(id) => {
+            raft.change_membership(ChangeMembers::RemoveNodes(one(id)), false)
+                .await
+        }
+        Plan::PromoteLearner(id) => {
+            raft.change_membership(ChangeMembers::AddVoterIds(one(id)), false)
+                .await
+        }
+    };
+    let written =
+        written.map_err(|e| MemberChangeError::Raft(ForwardRefusal::of(&write_error(e))))?;
+    Ok(match written.membership() {
+        Some(m) => membership_view(m),
+        None => membership_view(
+            raft.metrics()
+                .borrow_watched()
+                .membership_config
+                .membership(),
+        ),
+    })
+}
+
+/// Publishes this member's name and client URLs until the membership holds them.
+async fn publish<S: StateStore, F: LeaderForward>(route: Route<S, F>, change: MemberChange) {
+    loop {
+        let deadline = Instant::now() + PUBLISH_TIMEOUT;
+        match route.change_members(change.clone(), deadline).await {
+            Ok(_) => return,
+            Err(MemberChangeError::Raft(ForwardRefusal::Stopped)) => return,
+            Err(e) => tracing::warn!("publishing this member's attributes: {e}; retrying"),
+        }
+        glommio::timer::sleep(PUBLISH_RETRY).await;
+    }
 }
 
 /// Copies openraft's metrics into the atomics read by `RaftHandle::status`.
@@ -272,16 +400,163 @@ struct ReadRounds {
     queued: RefCell<Vec<Reply<()>>>,
 }
 
-struct Driver<S: StateStore> {
+struct Driver<S: StateStore, F: LeaderForward> {
     raft: KetchRaft<S>,
     log: LogStore,
     snapshot_writes: SnapshotWrites,
     request_timeout: Duration,
     reads: Rc<ReadRounds>,
     status: Arc<StatusCell>,
+    forward: F,
+    /// Wait between attempts while no leader is known.
+    retry_pause: Duration,
 }
 
-impl<S: StateStore> Driver<S> {
+/// Who serves client requests: this member or, on a follower, the leader.
+#[derive(Clone)]
+struct Route<S: StateStore, F: LeaderForward> {
+    raft: KetchRaft<S>,
+    forward: F,
+    retry_pause: Duration,
+}
+
+impl<S: StateStore, F: LeaderForward> Route<S, F> {
+    /// Proposes `data` here if this member leads, else through the leader; while no leader
+    /// is known, tries again (etcd's proposals wait for a leader until the request timeout).
+    async fn write(
+        &self,
+        data: RequestBytes,
+        deadline: Instant,
+    ) -> Result<RaftResponse, ProposeError> {
+        loop {
+            let err = match self.raft.client_write(data.clone()).await {
+                Ok(resp) => return resp.data.0.map_err(ProposeError::Rejected),
+                Err(e) => write_error(e),
+            };
+            let err = match err {
+                ProposeError::ForwardToLeader {
+                    leader_id,
+                    leader: Some(node),
+                } => {
+                    let ttl = deadline.saturating_duration_since(Instant::now());
+                    match self
+                        .forward
+                        .forward_write(leader_id, &node, data.clone(), ttl)
+                        .await
+                    {
+                        Ok(outcome) => return outcome.map_err(ProposeError::Rejected),
+                        Err(e) => e,
+                    }
+                }
+                e => e,
+            };
+            self.pause_or_fail(err, deadline).await?;
+        }
+    }
+
+    /// Returns once this member has applied everything committed when the call began, as
+    /// the leader confirmed it with a quorum (ReadIndex).
+    async fn read_barrier(&self, deadline: Instant) -> Result<(), ProposeError> {
+        loop {
+            let err = match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+                Ok(_) => return Ok(()),
+                Err(e) => read_error(e),
+            };
+            let err = match err {
+                ProposeError::ForwardToLeader {
+                    leader_id,
+                    leader: Some(node),
+                } => {
+                    let ttl = deadline.saturating_duration_since(Instant::now());
+                    match self.forward.read_index(leader_id, &node, ttl).await {
+                        Ok(index) => return self.await_applied(index, deadline).await,
+                        Err(e) => e,
+                    }
+                }
+                e => e,
+            };
+            self.pause_or_fail(err, deadline).await?;
+        }
+    }
+
+    /// Makes a membership change here if this member leads, else through the leader.
+    async fn change_members(
+        &self,
+        change: MemberChange,
+        deadline: Instant,
+    ) -> Result<MembershipView, MemberChangeError> {
+        loop {
+            let metrics = self.raft.metrics().borrow_watched().clone();
+            let leader = metrics.current_leader;
+            let leader_node =
+                leader.and_then(|l| metrics.membership_config.membership().get_node(&l).cloned());
+            let res = match (leader, leader_node) {
+                (Some(l), _) if l == metrics.id => {
+                    change_members_here(&self.raft, change.clone()).await
+                }
+                (Some(l), Some(node)) => {
+                    let ttl = deadline.saturating_duration_since(Instant::now());
+                    self.forward
+                        .change_members(l, &node, change.clone(), ttl)
+                        .await
+                }
+                _ => Err(MemberChangeError::Raft(ForwardRefusal::NoLeader)),
+            };
+            match res {
+                Err(MemberChangeError::Raft(
+                    ForwardRefusal::NoLeader | ForwardRefusal::NotLeader,
+                )) => {
+                    if Instant::now() + self.retry_pause >= deadline {
+                        return Err(MemberChangeError::Raft(ForwardRefusal::Timeout));
+                    }
+                    glommio::timer::sleep(self.retry_pause).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn await_applied(&self, index: u64, deadline: Instant) -> Result<(), ProposeError> {
+        let ttl = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(ttl))
+            .applied_index_at_least(Some(index), "apply up to the read index")
+            .await
+            .map(|_| ())
+            .map_err(|_| ProposeError::Timeout)
+    }
+
+    /// Errors that mean "no leader to serve this yet" wait a little and let the caller try
+    /// again; the others end the request.
+    async fn pause_or_fail(
+        &self,
+        err: ProposeError,
+        deadline: Instant,
+    ) -> Result<(), ProposeError> {
+        let retry = matches!(
+            err,
+            ProposeError::NoLeader | ProposeError::ForwardToLeader { leader: None, .. }
+        );
+        if !retry {
+            return Err(err);
+        }
+        if Instant::now() + self.retry_pause >= deadline {
+            return Err(ProposeError::Timeout);
+        }
+        glommio::timer::sleep(self.retry_pause).await;
+        Ok(())
+    }
+}
+
+impl<S: StateStore, F: LeaderForward> Driver<S, F> {
+    fn route(&self) -> Route<S, F> {
+        Route {
+            raft: self.raft.clone(),
+            forward: self.forward.clone(),
+            retry_pause: self.retry_pause,
+        }
+    }
+
     async fn run(self, rx: flume::Receiver<Command>) {
         let in_flight = Rc::new(Cell::new(0usize));
         while let Ok(cmd) = rx.recv_async().await {
@@ -290,6 +565,14 @@ impl<S: StateStore> Driver<S> {
                 Command::ReadBarrier { reply } => {
                     self.reads.queued.borrow_mut().push(reply);
                     self.start_read_round();
+                }
+                Command::ChangeMembers { change, reply } => {
+                    let route = self.route();
+                    let deadline = Instant::now() + self.request_timeout;
+                    glommio::spawn_local(async move {
+                        let _ = reply.send(route.change_members(change, deadline).await);
+                    })
+                    .detach();
                 }
                 Command::WalMetrics { reply } => {
                     let _ = reply.send(self.log.wal().metrics());
@@ -307,21 +590,19 @@ impl<S: StateStore> Driver<S> {
 
     fn spawn_write(
         &self,
-        data: crate::types::RequestBytes,
+        data: RequestBytes,
         reply: Reply<RaftResponse>,
         in_flight: Rc<Cell<usize>>,
     ) {
-        let raft = self.raft.clone();
+        let route = self.route();
         let timeout = self.request_timeout;
         in_flight.set(in_flight.get() + 1);
         glommio::spawn_local(async move {
+            let deadline = Instant::now() + timeout;
             let res =
-                glommio::timer::timeout(timeout, async { Ok(raft.client_write(data).await) }).await;
-            let out = match res {
-                Ok(Ok(resp)) => resp.data.0.map_err(ProposeError::Rejected),
-                Ok(Err(e)) => Err(write_error(e)),
-                Err(_) => Err(ProposeError::Timeout),
-            };
+                glommio::timer::timeout(timeout, async { Ok(route.write(data, deadline).await) })
+                    .await;
+            let out = res.unwrap_or(Err(ProposeError::Timeout));
             let _ = reply.send(out);
             in_flight.set(in_flight.get() - 1);
         })
@@ -330,7 +611,7 @@ impl<S: StateStore> Driver<S> {
 
     fn start_read_round(&self) {
         start_read_round(
-            self.raft.clone(),
+            self.route(),
             self.reads.clone(),
             self.request_timeout,
             self.status.clone(),
@@ -358,8 +639,8 @@ impl<S: StateStore> Driver<S> {
     }
 }
 
-fn start_read_round<S: StateStore>(
-    raft: KetchRaft<S>,
+fn start_read_round<S: StateStore, F: LeaderForward>(
+    route: Route<S, F>,
     reads: Rc<ReadRounds>,
     timeout: Duration,
     status: Arc<StatusCell>,
@@ -371,20 +652,16 @@ fn start_read_round<S: StateStore>(
     status.read_rounds.fetch_add(1, Ordering::Relaxed);
     let batch = std::mem::take(&mut *reads.queued.borrow_mut());
     glommio::spawn_local(async move {
-        let res = glommio::timer::timeout(timeout, async {
-            Ok(raft.ensure_linearizable(ReadPolicy::ReadIndex).await)
-        })
-        .await;
-        let out = match res {
-            Ok(Ok(_read_log_id)) => Ok(()),
-            Ok(Err(e)) => Err(read_error(e)),
-            Err(_) => Err(ProposeError::Timeout),
-        };
+        let deadline = Instant::now() + timeout;
+        let res =
+            glommio::timer::timeout(timeout, async { Ok(route.read_barrier(deadline).await) })
+                .await;
+        let out = res.unwrap_or(Err(ProposeError::Timeout));
         for reply in batch {
             let _ = reply.send(out.clone());
         }
         reads.running.set(false);
-        start_read_round(raft, reads, timeout, status);
+        start_read_round(route, reads, timeout, status);
     })
     .detach();
 }
@@ -406,7 +683,9 @@ fn fatal(f: Fatal<KetchRaftTypes>) -> ProposeError {
     }
 }
 
-fn write_error(e: RaftError<KetchRaftTypes, ClientWriteError<KetchRaftTypes>>) -> ProposeError {
+pub(crate) fn write_error(
+    e: RaftError<KetchRaftTypes, ClientWriteError<KetchRaftTypes>>,
+) -> ProposeError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => forward(f),
         RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => ProposeError::LeaderChanged,
@@ -415,7 +694,9 @@ fn write_error(e: RaftError<KetchRaftTypes, ClientWriteError<KetchRaftTypes>>) -
     }
 }
 
-fn read_error(e: RaftError<KetchRaftTypes, LinearizableReadError<KetchRaftTypes>>) -> ProposeError {
+pub(crate) fn read_error(
+    e: RaftError<KetchRaftTypes, LinearizableReadError<KetchRaftTypes>>,
+) -> ProposeError {
     match e {
         RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => forward(f),
         RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)) => {

@@ -23,13 +23,15 @@ fn three_members_replicate_fail_over_and_catch_up() {
 
     let leader = wait_leader(&refs(&ms), ELECTION_WAIT);
     write_puts(&refs(&ms), "a", 100);
-    let (hash1, rev1) = wait_converged(&refs(&ms), CONVERGE_WAIT);
-    assert_eq!(rev1, 101, "100 puts from revision 1");
-
-    // A follower does not take writes: it names the leader.
+    // A follower forwards a write to the leader and answers what applying it produced; a
+    // linearizable read on the follower then sees it (ReadIndex from the leader).
     let follower = (0..3).find(|i| *i != leader).unwrap();
-    let err = block_on(refs(&ms)[follower].handle.write(put("x", "y"))).unwrap_err();
-    assert!(is_not_leader(&err), "follower answered {err:?}");
+    let forwarded = block_on(refs(&ms)[follower].handle.write(put("x", "y")));
+    assert!(forwarded.is_ok(), "forwarded write answered {forwarded:?}");
+    block_on(refs(&ms)[follower].handle.linearizable_read_barrier()).expect("follower read");
+    assert_eq!(refs(&ms)[follower].hash_kv().1, 102, "the read barrier waited");
+    let (hash1, rev1) = wait_converged(&refs(&ms), CONVERGE_WAIT);
+    assert_eq!(rev1, 102, "101 puts from revision 1");
 
     // Stop the leader: the two others elect a new one and take writes.
     let old_leader_id = refs(&ms)[leader].id;
@@ -51,7 +53,7 @@ fn three_members_replicate_fail_over_and_catch_up() {
     );
     write_puts(&refs(&ms), "b", 100);
     let (hash2, rev2) = wait_converged(&refs(&ms), CONVERGE_WAIT);
-    assert_eq!(rev2, 201);
+    assert_eq!(rev2, 202);
     assert_ne!(hash2, hash1);
 
     // Restart the stopped member from its data dir: it catches up.
@@ -61,7 +63,7 @@ fn three_members_replicate_fail_over_and_catch_up() {
     assert_eq!((hash3, rev3), (hash2, rev2));
     write_puts(&refs(&ms), "c", 10);
     let (_, rev4) = wait_converged(&refs(&ms), CONVERGE_WAIT);
-    assert_eq!(rev4, 211);
+    assert_eq!(rev4, 212);
 }
 
 fn refs(ms: &[Option<ClusterMember>]) -> Vec<&ClusterMember> {

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
+use ketch_proto::ketchpb::RaftResponse;
 use openraft::errors::{
     NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
@@ -28,12 +29,20 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::io::{HyperIo, LocalExec};
-use super::wire::{self, SnapshotHeader};
+use super::wire::{self, ForwardRefusal, SnapshotHeader};
+use crate::handle::ProposeError;
+use crate::membership::{MemberChange, MemberChangeError, MembershipView};
+use crate::network::LeaderForward;
 use crate::snapshot_file::SnapshotFile;
-use crate::types::{KetchRaftTypes, Member, MemberId, Vote};
+use crate::types::{
+    ApplyError, ApplyOutcome, KetchRaftTypes, Member, MemberId, RequestBytes, Vote,
+};
 
 /// Requests in flight to one peer at once; more wait for a slot (backpressure on openraft).
 pub const MAX_IN_FLIGHT_PER_PEER: u64 = 64;
+/// Client requests a follower forwards to the leader at once; more wait for a slot. They
+/// travel on their own connection, so a burst of them never delays replication or votes.
+pub const MAX_FORWARDS_PER_PEER: u64 = 1024;
 /// First wait after a failed dial; doubled on each further failure up to the cap.
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// Longest wait between dials of an unreachable peer (etcd's rafthttp retries every 100 ms).
@@ -74,7 +83,10 @@ pub enum PeerError {
 pub struct PeerNetwork {
     me: MemberId,
     cluster_id: u64,
+    /// Connections for openraft's RPCs.
     peers: Rc<RefCell<HashMap<MemberId, Rc<Peer>>>>,
+    /// Connections for forwarded client requests.
+    forwards: Rc<RefCell<HashMap<MemberId, Rc<Peer>>>>,
 }
 
 impl PeerNetwork {
@@ -83,6 +95,37 @@ impl PeerNetwork {
             me,
             cluster_id,
             peers: Rc::default(),
+            forwards: Rc::default(),
+        }
+    }
+
+    fn forward_peer(&self, target: MemberId, node: &Member) -> Rc<Peer> {
+        peer_for(
+            &self.forwards,
+            target,
+            node,
+            self.cluster_id,
+            MAX_FORWARDS_PER_PEER,
+        )
+    }
+}
+
+/// The pooled peer for `target`, replaced when its address changed.
+fn peer_for(
+    pool: &RefCell<HashMap<MemberId, Rc<Peer>>>,
+    target: MemberId,
+    node: &Member,
+    cluster_id: u64,
+    slots: u64,
+) -> Rc<Peer> {
+    let addr = peer_addr(node);
+    let mut pool = pool.borrow_mut();
+    match pool.get(&target) {
+        Some(p) if p.addr == addr => p.clone(),
+        _ => {
+            let p = Rc::new(Peer::new(target, cluster_id, addr, slots));
+            pool.insert(target, p.clone());
+            p
         }
     }
 }
@@ -91,17 +134,94 @@ impl RaftNetworkFactory<KetchRaftTypes> for PeerNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: MemberId, node: &Member) -> PeerClient {
-        let addr = peer_addr(node);
-        let mut peers = self.peers.borrow_mut();
-        let peer = match peers.get(&target) {
-            Some(p) if p.addr == addr => p.clone(),
-            _ => {
-                let p = Rc::new(Peer::new(target, self.cluster_id, addr));
-                peers.insert(target, p.clone());
-                p
-            }
-        };
+        let peer = peer_for(
+            &self.peers,
+            target,
+            node,
+            self.cluster_id,
+            MAX_IN_FLIGHT_PER_PEER,
+        );
         PeerClient { me: self.me, peer }
+    }
+}
+
+impl LeaderForward for PeerNetwork {
+    async fn forward_write(
+        &self,
+        leader: MemberId,
+        node: &Member,
+        data: RequestBytes,
+        ttl: Duration,
+    ) -> Result<Result<RaftResponse, ApplyError>, ProposeError> {
+        let peer = self.forward_peer(leader, node);
+        let header = (wire::TIMEOUT_HEADER, ttl.as_millis().to_string());
+        let answer = peer
+            .post(wire::PATH_PROPOSE, data.0, Some(header), ttl)
+            .await
+            .and_then(|body| peer.answer::<Result<ApplyOutcome, ForwardRefusal>>(&body));
+        match answer {
+            Ok(Ok(outcome)) => Ok(outcome.0),
+            Ok(Err(refusal)) => Err(refusal.into_error()),
+            // Not sent: look for the leader again.
+            Err(PeerError::Unreachable { .. }) => Err(ProposeError::NoLeader),
+            Err(PeerError::Timeout { .. }) => Err(ProposeError::Timeout),
+            // Sent, and the connection broke or the leader answered garbage: whether the
+            // write happened is unknown, as when a leader changes under a proposal.
+            Err(e @ (PeerError::Network { .. } | PeerError::Remote { .. })) => {
+                tracing::debug!("forwarding a write: {e}");
+                Err(ProposeError::LeaderChanged)
+            }
+        }
+    }
+
+    async fn read_index(
+        &self,
+        leader: MemberId,
+        node: &Member,
+        ttl: Duration,
+    ) -> Result<u64, ProposeError> {
+        let peer = self.forward_peer(leader, node);
+        let header = (wire::TIMEOUT_HEADER, ttl.as_millis().to_string());
+        let answer = peer
+            .post(wire::PATH_READ_INDEX, Bytes::new(), Some(header), ttl)
+            .await
+            .and_then(|body| peer.answer::<Result<u64, ForwardRefusal>>(&body));
+        match answer {
+            Ok(Ok(index)) => Ok(index),
+            Ok(Err(refusal)) => Err(refusal.into_error()),
+            Err(PeerError::Timeout { .. }) => Err(ProposeError::Timeout),
+            // Reads change nothing: any other failure is worth another try.
+            Err(e) => {
+                tracing::debug!("asking the leader for the read index: {e}");
+                Err(ProposeError::NoLeader)
+            }
+        }
+    }
+
+    async fn change_members(
+        &self,
+        leader: MemberId,
+        node: &Member,
+        change: MemberChange,
+        ttl: Duration,
+    ) -> Result<MembershipView, MemberChangeError> {
+        let peer = self.forward_peer(leader, node);
+        let header = (wire::TIMEOUT_HEADER, ttl.as_millis().to_string());
+        let body = Bytes::from(wire::encode(&change));
+        let answer = peer
+            .post(wire::PATH_MEMBERS, body, Some(header), ttl)
+            .await
+            .and_then(|body| peer.answer::<Result<MembershipView, MemberChangeError>>(&body));
+        match answer {
+            Ok(answer) => answer,
+            Err(PeerError::Unreachable { .. }) => {
+                Err(MemberChangeError::Raft(ForwardRefusal::NoLeader))
+            }
+            Err(e) => {
+                tracing::debug!("forwarding a membership change: {e}");
+                Err(MemberChangeError::Raft(ForwardRefusal::Timeout))
+            }
+        }
     }
 }
 
@@ -136,7 +256,12 @@ struct Peer {
 }
 
 impl Peer {
-    fn new(target: MemberId, cluster_id: u64, addr: Result<SocketAddr, String>) -> Peer {
+    fn new(
+        target: MemberId,
+        cluster_id: u64,
+        addr: Result<SocketAddr, String>,
+        slots: u64,
+    ) -> Peer {
         Peer {
             target,
             cluster_id: format!("{cluster_id:x}"),
@@ -145,7 +270,7 @@ impl Peer {
             backoff: Cell::new(RECONNECT_BACKOFF_MIN),
             retry_at: Cell::new(None),
             dialing: glommio::sync::Semaphore::new(1),
-            slots: glommio::sync::Semaphore::new(MAX_IN_FLIGHT_PER_PEER),
+            slots: glommio::sync::Semaphore::new(slots),
         }
     }
 
@@ -210,9 +335,15 @@ impl Peer {
         let call = async {
             let mut sender = self.connection().await?;
             let req = self.request(path, body, header)?;
-            let net = |e: hyper::Error| PeerError::Network {
-                target: self.target,
-                why: e.to_string(),
+            let net = |e: hyper::Error| {
+                if e.is_canceled() {
+                    // The connection closed before the request went out: nothing was sent.
+                    return self.unreachable(e.to_string());
+                }
+                PeerError::Network {
+                    target: self.target,
+                    why: e.to_string(),
+                }
             };
             let resp = sender.send_request(req).await.map_err(net)?;
             let status = resp.status();

@@ -7,25 +7,32 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use openraft::ReadPolicy;
 use openraft::storage::Snapshot;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::io::{HyperIo, LocalExec};
-use super::wire::{self, SnapshotHeader};
+use super::wire::{self, ForwardRefusal, SnapshotHeader};
+use crate::membership::MemberChangeError;
 use crate::node::KetchRaft;
 use crate::snapshot_file::SnapshotFile;
 use crate::state_store::StateStore;
+use crate::types::{ApplyOutcome, RequestBytes};
 
 /// Peer connections served at once; more are closed on accept (a cluster has a handful of
 /// members, each holding one connection to us).
 pub const MAX_PEER_CONNECTIONS: usize = 64;
+
+/// Longest a forwarded client request may take here, whatever the follower asks.
+const FORWARD_TTL_MAX: Duration = Duration::from_secs(30);
 
 /// Counter making received snapshot file names unique within the process.
 static RECEIVED_SNAPSHOTS: AtomicU64 = AtomicU64::new(0);
@@ -124,6 +131,21 @@ async fn handle<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response
         wire::PATH_VOTE => rpc(req, |r| raft.vote(r)).await,
         wire::PATH_PRE_VOTE => rpc(req, |r| raft.pre_vote(r)).await,
         wire::PATH_SNAPSHOT => install_snapshot(ctx, req).await,
+        wire::PATH_PROPOSE => propose(ctx, req).await,
+        wire::PATH_READ_INDEX => read_index(ctx, req).await,
+        wire::PATH_MEMBERS => {
+            let ttl = forward_ttl(&req);
+            rpc(req, |change| async move {
+                let changed = glommio::timer::timeout(ttl, async {
+                    Ok(crate::node::change_members_here(raft, change).await)
+                })
+                .await;
+                Ok::<_, String>(
+                    changed.unwrap_or(Err(MemberChangeError::Raft(ForwardRefusal::Timeout))),
+                )
+            })
+            .await
+        }
         _ => reply(StatusCode::NOT_FOUND, "unknown peer path"),
     }
 }
@@ -149,6 +171,56 @@ where
     };
     let answer = call(decoded).await.map_err(|e| e.to_string());
     reply(StatusCode::OK, wire::encode(&answer))
+}
+
+/// The time a forwarded request may take, as the follower said (bounded).
+fn forward_ttl(req: &Request<Incoming>) -> Duration {
+    req.headers()
+        .get(wire::TIMEOUT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(FORWARD_TTL_MAX, Duration::from_millis)
+        .min(FORWARD_TTL_MAX)
+}
+
+/// A follower's client write: propose it here (if this member still leads) and answer what
+/// applying it produced.
+async fn propose<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let ttl = forward_ttl(&req);
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let raft = &ctx.raft;
+    let written = glommio::timer::timeout(ttl, async {
+        Ok(raft.client_write(RequestBytes(body)).await)
+    })
+    .await;
+    let answer: Result<ApplyOutcome, ForwardRefusal> = match written {
+        Ok(Ok(resp)) => Ok(resp.data),
+        Ok(Err(e)) => Err(ForwardRefusal::of(&crate::node::write_error(e))),
+        Err(_) => Err(ForwardRefusal::Timeout),
+    };
+    // Every answer body is `Result<_, String>` (see `wire`); the refusal is inside `Ok`.
+    reply(StatusCode::OK, wire::encode(&Ok::<_, String>(answer)))
+}
+
+/// A follower's linearizable read: confirm leadership with a quorum (ReadIndex) and answer
+/// the index the follower must have applied before reading.
+async fn read_index<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let ttl = forward_ttl(&req);
+    let raft = &ctx.raft;
+    let confirmed = glommio::timer::timeout(ttl, async {
+        Ok(raft.get_read_linearizer(ReadPolicy::ReadIndex).await)
+    })
+    .await;
+    let answer: Result<u64, ForwardRefusal> = match confirmed {
+        Ok(Ok(linearizer)) => Ok(linearizer.read_log_id().index()),
+        Ok(Err(e)) => Err(ForwardRefusal::of(&crate::node::read_error(e))),
+        Err(_) => Err(ForwardRefusal::Timeout),
+    };
+    // Every answer body is `Result<_, String>` (see `wire`); the refusal is inside `Ok`.
+    reply(StatusCode::OK, wire::encode(&Ok::<_, String>(answer)))
 }
 
 async fn install_snapshot<S: StateStore>(

@@ -6,12 +6,24 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::handle::ProposeError;
 use crate::types::{SnapshotMeta, Vote};
 
 pub const PATH_APPEND: &str = "/raft/append";
 pub const PATH_VOTE: &str = "/raft/vote";
 pub const PATH_PRE_VOTE: &str = "/raft/prevote";
 pub const PATH_SNAPSHOT: &str = "/raft/snapshot";
+/// A follower forwarding a client's write: the body is the protobuf `RaftRequest` as the log
+/// stores it; the answer is JSON of `Result<ApplyOutcome, ForwardRefusal>`.
+pub const PATH_PROPOSE: &str = "/raft/propose";
+/// A follower asking for the read index: empty body; the answer is JSON of
+/// `Result<u64, ForwardRefusal>`.
+pub const PATH_READ_INDEX: &str = "/raft/readindex";
+/// A follower forwarding a membership change: the body is JSON of `MemberChange`; the
+/// answer is JSON of `Result<MembershipView, MemberChangeError>`.
+pub const PATH_MEMBERS: &str = "/raft/members";
+/// Header of forwarded requests: how long the follower waits, in milliseconds.
+pub const TIMEOUT_HEADER: &str = "x-ketch-timeout-ms";
 /// Header of a snapshot POST holding [`SnapshotHeader`] as JSON.
 pub const SNAPSHOT_HEADER: &str = "x-ketch-snapshot";
 /// Header naming the cluster; a peer of another cluster is refused (etcd checks the
@@ -33,4 +45,47 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 /// Decodes a request or response body.
 pub fn decode<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, serde_json::Error> {
     serde_json::from_slice(b)
+}
+
+/// Why a leader did not serve a forwarded request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardRefusal {
+    /// The receiver is not the leader (any more): ask again.
+    NotLeader,
+    /// The receiver knows no leader: ask again later.
+    NoLeader,
+    /// The entry was overwritten by a new leader before it committed.
+    LeaderChanged,
+    QuorumNotReachable,
+    Timeout,
+    Stopped,
+    Other(String),
+}
+
+impl ForwardRefusal {
+    /// What the leader tells the follower about a request it did not serve.
+    pub fn of(e: &ProposeError) -> ForwardRefusal {
+        match e {
+            ProposeError::ForwardToLeader { .. } => ForwardRefusal::NotLeader,
+            ProposeError::NoLeader => ForwardRefusal::NoLeader,
+            ProposeError::LeaderChanged => ForwardRefusal::LeaderChanged,
+            ProposeError::QuorumNotReachable => ForwardRefusal::QuorumNotReachable,
+            ProposeError::Timeout => ForwardRefusal::Timeout,
+            ProposeError::Stopped => ForwardRefusal::Stopped,
+            other => ForwardRefusal::Other(other.to_string()),
+        }
+    }
+
+    /// The follower's view: "not the leader" and "no leader" both mean "find the leader
+    /// again", which the follower's retry loop does on `NoLeader`.
+    pub fn into_error(self) -> ProposeError {
+        match self {
+            ForwardRefusal::NotLeader | ForwardRefusal::NoLeader => ProposeError::NoLeader,
+            ForwardRefusal::LeaderChanged => ProposeError::LeaderChanged,
+            ForwardRefusal::QuorumNotReachable => ProposeError::QuorumNotReachable,
+            ForwardRefusal::Timeout => ProposeError::Timeout,
+            ForwardRefusal::Stopped => ProposeError::NoLeader,
+            ForwardRefusal::Other(text) => ProposeError::Internal(text),
+        }
+    }
 }
