@@ -4,6 +4,7 @@
 //! model, what was checked against etcd 3.4.23, and how the server plugs it in.
 
 mod error;
+mod go_sort;
 pub mod range_perm;
 mod request;
 pub mod simple_token;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::AuthError;
+use crate::go_sort::go_sort;
 use crate::request::{Password, Permission};
 
 pub const ROOT_USER: &str = "root";
@@ -21,8 +22,8 @@ pub struct User {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Role {
     pub name: String,
-    /// In etcd's order: sorted by key only, stably, so permissions with the same key keep the
-    /// order they were granted in.
+    /// In etcd's order: sorted by key with Go 1.19's `sort.Sort`, which keeps same-key
+    /// permissions in grant order up to 12 entries and reorders them above.
     pub perms: Vec<Permission>,
 }
 
@@ -219,7 +220,7 @@ impl AuthState {
 
     /// etcd's update-or-append: only the first permission whose key is >= the new key is
     /// compared; if it has the same key and range end its type is replaced, otherwise the
-    /// permission is appended and the list stably re-sorted by key. So granting READ then
+    /// permission is appended and the list re-sorted by key as Go does. So granting READ then
     /// WRITE on [a, c) while [a, z) exists leaves two [a, c) entries (observed on etcd 3.4.23).
     pub fn role_grant_permission(
         &mut self,
@@ -234,7 +235,7 @@ impl AuthState {
             }
             _ => {
                 role.perms.push(perm.clone());
-                role.perms.sort_by(|a, b| a.key.cmp(&b.key));
+                go_sort(&mut role.perms, |a, b| a.key < b.key);
             }
         }
         self.commit_revision();
