@@ -642,3 +642,40 @@ fn maintenance_admin_errors_are_etcds_untranslated_ones() {
     let token = h.store.resolve_token("bad.1", h.now).unwrap_err();
     assert_eq!(token.unmapped_message(), "auth: invalid auth token");
 }
+
+#[test]
+fn client_certificate_names_act_as_users() {
+    // etcd 3.4.23 with --client-cert-auth (docs/auth.md, transcript 15).
+    let mut h = Harness::new();
+    h.enable_with_root();
+    h.ok(user_add("bob", "bpw"));
+    h.ok(AuthRequest::RoleAdd { name: "r".into() });
+    h.ok(grant_perm("r", PERM_READWRITE, b"b", &prefix_end(b"b")));
+    h.ok(grant_role("bob", "r"));
+    let cn = |h: &Harness, name: &str| h.store.auth_info_from_cert(name);
+    assert!(
+        h.store
+            .check(&cn(&h, "root"), b"secret", b"", Perm::Read)
+            .is_ok()
+    );
+    assert!(h.store.check_admin(&cn(&h, "root")).is_ok());
+    assert!(
+        h.store
+            .check(&cn(&h, "bob"), b"b1", b"", Perm::Write)
+            .is_ok()
+    );
+    let denied = Err(AuthError::PermissionDenied);
+    assert_eq!(
+        h.store.check(&cn(&h, "bob"), b"secret", b"", Perm::Read),
+        denied
+    );
+    assert_eq!(h.store.check_admin(&cn(&h, "bob")), denied);
+    assert_eq!(
+        h.store.check(&cn(&h, "ghost"), b"b1", b"", Perm::Read),
+        denied
+    );
+    assert_eq!(
+        h.store.check_admin(&cn(&h, "ghost")),
+        Err(AuthError::UserNotFound)
+    );
+}
