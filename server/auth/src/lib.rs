@@ -5,6 +5,7 @@
 
 mod error;
 mod go_sort;
+mod interval_tree;
 pub mod range_perm;
 mod request;
 pub mod simple_token;

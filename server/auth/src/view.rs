@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 
 use crate::AuthError;
-use crate::range_perm::{RangeSet, interval_of};
+use crate::interval_tree::IntervalTree;
+use crate::range_perm::{Bound, RangeSet, interval_of};
 use crate::request::{PERM_READ, PERM_READWRITE, PERM_WRITE};
 use crate::state::{AuthState, ROOT_ROLE};
 
@@ -33,11 +34,43 @@ impl AuthInfo {
     }
 }
 
+/// One access type's ranges, as etcd keeps them: its interval tree (built in etcd's insertion
+/// order, so it has etcd's shape) decides ranges — its `visit` pruning misjudges ranges when
+/// inverted intervals are around, and ketch misjudges them the same way. Single keys go to
+/// the merged segments, which answer exactly as etcd's `Intersects` (no pruning there) with
+/// one binary search.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Ranges {
+    merged: RangeSet,
+    tree: IntervalTree,
+}
+
+impl Ranges {
+    fn build(intervals: Vec<(Bound, Bound)>) -> Ranges {
+        let mut tree = IntervalTree::default();
+        for (begin, end) in &intervals {
+            tree.insert(begin.clone(), end.clone());
+        }
+        Ranges {
+            merged: RangeSet::from_intervals(intervals),
+            tree,
+        }
+    }
+
+    fn covers(&self, key: &[u8], range_end: &[u8]) -> bool {
+        if range_end.is_empty() {
+            return self.merged.covers(key, range_end);
+        }
+        let (begin, end) = interval_of(key, range_end);
+        self.tree.contains(&begin, &end)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct UserPerms {
     root: bool,
-    read: RangeSet,
-    write: RangeSet,
+    read: Ranges,
+    write: Ranges,
 }
 
 /// A consistent picture of the permissions at one auth revision.
@@ -123,6 +156,8 @@ impl AuthView {
     }
 }
 
+/// etcd's `getMergedPerms`: every permission of every role of the user (roles in sorted order,
+/// permissions in stored order — the order fixes the tree's shape), READWRITE into both.
 fn user_perms(state: &AuthState, roles: &[String]) -> UserPerms {
     let mut read = Vec::new();
     let mut write = Vec::new();
@@ -144,7 +179,7 @@ fn user_perms(state: &AuthState, roles: &[String]) -> UserPerms {
     }
     UserPerms {
         root: roles.iter().any(|r| r == ROOT_ROLE),
-        read: RangeSet::from_intervals(read),
-        write: RangeSet::from_intervals(write),
+        read: Ranges::build(read),
+        write: Ranges::build(write),
     }
 }

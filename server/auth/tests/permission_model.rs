@@ -1,9 +1,10 @@
 //! Permission checks against a brute-force model of etcd 3.4.23's range-permission cache:
 //! random roles with random point, range, prefix, from-key, empty-key and inverted grants,
 //! and random requests, decided by `AuthStore::check` and by a literal transcription of
-//! etcd's `adt` interval tree semantics (`Interval.Compare`, `Contains` over the intervals
-//! it visits in begin order, `Intersects` for single keys) over an unmerged list. Seeded;
-//! the seed is printed and `KETCH_AUTH_SEED` replays it.
+//! etcd's `adt` interval semantics (`Interval.Compare`, `Contains` over every overlapping
+//! interval in begin order, `Intersects` for single keys) over an unmerged list. Empty and
+//! inverted range requests are left out: there etcd's tree prunes by its shape (see
+//! `is_empty_or_inverted`). Seeded; the seed is printed and `KETCH_AUTH_SEED` replays it.
 
 mod common;
 
@@ -124,6 +125,13 @@ fn random_range(rng: &mut impl Rng) -> (Vec<u8>, Vec<u8>) {
     (key, end)
 }
 
+/// Requests etcd's tree may misjudge (its `visit` pruning assumes begin <= end): ketch asks a
+/// port of that tree for them, checked against etcd itself in etcd_differential.rs and
+/// against the observed cases in the unit tests; this model is the ideal and skips them.
+fn is_empty_or_inverted(key: &[u8], range_end: &[u8]) -> bool {
+    !range_end.is_empty() && range_end != [0] && affine_cmp(range_end, key).is_le()
+}
+
 fn run_round(rng: &mut StdRng, round: usize) {
     let mut h = Harness::new();
     h.enable_with_root();
@@ -162,6 +170,9 @@ fn run_round(rng: &mut StdRng, round: usize) {
     let who = h.who("u");
     for _ in 0..CHECKS_PER_ROUND {
         let (key, range_end) = random_range(rng);
+        if is_empty_or_inverted(&key, &range_end) {
+            continue;
+        }
         let (perm, model) = if rng.random_bool(0.5) {
             (Perm::Read, &read)
         } else {
