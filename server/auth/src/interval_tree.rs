@@ -310,16 +310,21 @@ mod tests {
                 .map(|_| [0u8, b'a', b'b', b'c'][rng.random_range(0..4)])
                 .collect()
         };
+        // A random (key, range_end) and its interval: from-key one time in five.
+        let range = |rng: &mut rand::rngs::StdRng| {
+            let k = key(rng);
+            let e = if rng.random_bool(0.2) {
+                vec![0]
+            } else {
+                key(rng)
+            };
+            let (b, end) = interval_of(&k, &e);
+            (k, e, b, end)
+        };
         for _ in 0..500 {
             let mut intervals = Vec::new();
             for _ in 0..rng.random_range(0..20) {
-                let k = key(&mut rng);
-                let e = if rng.random_bool(0.2) {
-                    vec![0]
-                } else {
-                    key(&mut rng)
-                };
-                let (b, end) = interval_of(&k, &e);
+                let (_, _, b, end) = range(&mut rng);
                 if end > b {
                     intervals.push((b, end));
                 }
@@ -330,13 +335,7 @@ mod tests {
             }
             let merged = RangeSet::from_intervals(intervals.clone());
             for _ in 0..50 {
-                let k = key(&mut rng);
-                let e = if rng.random_bool(0.2) {
-                    vec![0]
-                } else {
-                    key(&mut rng)
-                };
-                let (b, end) = interval_of(&k, &e);
+                let (k, e, b, end) = range(&mut rng);
                 if e.is_empty() || end < b {
                     continue;
                 }
