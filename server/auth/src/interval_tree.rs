@@ -9,7 +9,7 @@
 
 use std::cmp::Ordering;
 
-use crate::range_perm::Bound;
+use crate::range_perm::{Bound, Edge};
 
 const SENTINEL: usize = 0;
 
@@ -26,7 +26,7 @@ struct Node {
 
 /// etcd's `Interval.Compare(a, b)`: -1 when `a` is left of `b`, 1 when right, 0 when they
 /// overlap (as etcd defines it for possibly inverted intervals).
-fn compare(a_begin: &Bound, a_end: &Bound, b_begin: &Bound, b_end: &Bound) -> Ordering {
+fn compare(a_begin: Edge<'_>, a_end: Edge<'_>, b_begin: Edge<'_>, b_end: Edge<'_>) -> Ordering {
     if a_begin < b_begin && a_end <= b_begin {
         return Ordering::Less;
     }
@@ -213,21 +213,21 @@ impl IntervalTree {
 
     /// etcd's `visit`: calls `f` on the nodes it considers overlapping `[begin, end)`, in
     /// order, pruning as etcd prunes; stops when `f` returns false.
-    fn visit(
-        &self,
+    fn visit<'a>(
+        &'a self,
         x: usize,
-        begin: &Bound,
-        end: &Bound,
-        f: &mut impl FnMut(&Node) -> bool,
+        begin: Edge<'_>,
+        end: Edge<'_>,
+        f: &mut impl FnMut(&'a Node) -> bool,
     ) -> bool {
         if x == SENTINEL {
             return true;
         }
         let n = &self.nodes[x];
-        match compare(begin, end, &n.begin, &n.end) {
+        match compare(begin, end, n.begin.edge(), n.end.edge()) {
             Ordering::Less => self.visit(n.left, begin, end, f),
             Ordering::Greater => {
-                if compare(&n.begin, &n.max, begin, end) != Ordering::Equal {
+                if compare(n.begin.edge(), n.max.edge(), begin, end) != Ordering::Equal {
                     return true;
                 }
                 self.visit(n.left, begin, end, f) && self.visit(n.right, begin, end, f)
@@ -239,26 +239,26 @@ impl IntervalTree {
     }
 
     /// etcd's `Contains`: the visited intervals must be contiguous and reach from at or before
-    /// `begin` to at or after `end`.
-    pub fn contains(&self, begin: &Bound, end: &Bound) -> bool {
-        let mut first: Option<(Bound, Bound)> = None;
+    /// `begin` to at or after `end`. Allocation-free.
+    pub fn contains(&self, begin: Edge<'_>, end: Edge<'_>) -> bool {
+        let mut first: Option<(Edge<'_>, Edge<'_>)> = None;
         let mut contiguous = true;
         self.visit(self.root, begin, end, &mut |n| {
             let Some((_, max_end)) = first.as_mut() else {
-                first = Some((n.begin.clone(), n.end.clone()));
+                first = Some((n.begin.edge(), n.end.edge()));
                 return true;
             };
-            if *max_end < n.begin {
+            if *max_end < n.begin.edge() {
                 contiguous = false;
                 return false;
             }
-            if n.end > *max_end {
-                *max_end = n.end.clone();
+            if n.end.edge() > *max_end {
+                *max_end = n.end.edge();
             }
             true
         });
         match first {
-            Some((min_begin, max_end)) => contiguous && max_end >= *end && min_begin <= *begin,
+            Some((min_begin, max_end)) => contiguous && max_end >= end && min_begin <= begin,
             None => false,
         }
     }
@@ -280,7 +280,7 @@ mod tests {
 
     fn contains(t: &IntervalTree, key: &[u8], range_end: &[u8]) -> bool {
         let (b, e) = interval_of(key, range_end);
-        t.contains(&b, &e)
+        t.contains(b.edge(), e.edge())
     }
 
     #[test]
@@ -340,7 +340,7 @@ mod tests {
                     continue;
                 }
                 assert_eq!(
-                    t.contains(&b, &end),
+                    t.contains(b.edge(), end.edge()),
                     merged.covers(&k, &e),
                     "{k:?}..{e:?} over {intervals:?}"
                 );

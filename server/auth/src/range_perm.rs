@@ -51,6 +51,39 @@ impl PartialOrd for Bound {
     }
 }
 
+/// A borrowed [`Bound`], so that checks compare without allocating. The derived order is the
+/// affine one: keys by bytes, then infinity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Edge<'a> {
+    Key(&'a [u8]),
+    Infinity,
+}
+
+impl Bound {
+    pub fn edge(&self) -> Edge<'_> {
+        match self {
+            Bound::Key(k) => Edge::Key(k),
+            Bound::Infinity => Edge::Infinity,
+        }
+    }
+}
+
+/// The edges of a range request (`range_end` not empty), as `interval_of` without copying.
+pub fn range_edges<'a>(key: &'a [u8], range_end: &'a [u8]) -> (Edge<'a>, Edge<'a>) {
+    debug_assert!(!range_end.is_empty(), "a single key is not a range");
+    let begin = if key.is_empty() {
+        Edge::Infinity
+    } else {
+        Edge::Key(key)
+    };
+    let end = if range_end == [0] {
+        Edge::Infinity
+    } else {
+        Edge::Key(range_end)
+    };
+    (begin, end)
+}
+
 /// The half-open interval `[begin, end)` etcd builds for a granted permission or a checked
 /// request: an empty `range_end` is the single key (`[key, key+"\0")`), a `range_end` of `"\0"`
 /// is every key from `key` on, anything else is `[key, range_end)`.
@@ -132,6 +165,24 @@ mod tests {
 
     fn set(perms: &[(&[u8], &[u8])]) -> RangeSet {
         RangeSet::from_intervals(perms.iter().map(|(k, e)| interval_of(k, e)).collect())
+    }
+
+    #[test]
+    fn edges_order_as_bounds() {
+        let bounds = [
+            Bound::affine(b"\0"),
+            Bound::affine(b"a"),
+            Bound::affine(b"ab"),
+            Bound::Infinity,
+        ];
+        for a in &bounds {
+            for b in &bounds {
+                assert_eq!(a.cmp(b), a.edge().cmp(&b.edge()));
+            }
+        }
+        assert_eq!(range_edges(b"a", b"\0"), (Edge::Key(b"a"), Edge::Infinity));
+        let (b, e) = interval_of(b"", b"c");
+        assert_eq!(range_edges(b"", b"c"), (b.edge(), e.edge()));
     }
 
     #[test]

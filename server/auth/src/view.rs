@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use crate::AuthError;
 use crate::interval_tree::IntervalTree;
-use crate::range_perm::{Bound, RangeSet, interval_of};
+use crate::range_perm::{Bound, RangeSet, interval_of, range_edges};
 use crate::request::{PERM_READ, PERM_READWRITE, PERM_WRITE};
 use crate::state::{AuthState, ROOT_ROLE};
 
@@ -61,8 +61,8 @@ impl Ranges {
         if range_end.is_empty() {
             return self.merged.covers(key, range_end);
         }
-        let (begin, end) = interval_of(key, range_end);
-        self.tree.contains(&begin, &end)
+        let (begin, end) = range_edges(key, range_end);
+        self.tree.contains(begin, end)
     }
 }
 
