@@ -1,5 +1,5 @@
-//! The read side of the auth store: whether auth is on, its revision, and each user's merged
-//! key ranges (etcd's `rangePermCache`, rebuilt from scratch after every change as
+//! The read side of the auth store: whether auth is on, its revision, and each user's key
+//! ranges per access type (etcd's `rangePermCache`, rebuilt from scratch after every change as
 //! `refreshRangePermCache` does). Immutable once built, so the server can hand an `Arc` of it
 //! to every shard and check reads and writes where they arrive.
 
