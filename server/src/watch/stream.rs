@@ -4,10 +4,12 @@
 //! revision, or lagging behind the broadcast ring), and writes responses to a bounded channel
 //! that the gRPC layer drains. Only this task touches the stream's state.
 //!
-//! Invariant: a watcher has been sent every matching event below `next_rev` and none at or
-//! above it; events go out in revision order, each revision whole (unless fragmenting).
+//! Invariant: a watcher has been sent every matching event below its next revision and none
+//! at or above it; events go out in revision order, each revision whole (unless fragmenting).
+//! A synced watcher's next revision is `max(next_rev, seen_rev + 1)`: dispatching a batch
+//! advances the stream's `seen_rev` only, so its cost does not grow with the watcher count.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -88,10 +90,77 @@ impl Watcher {
 /// Why the stream's task stops: the client went away.
 struct Gone;
 
+/// A stream's watchers, indexed so that an event reaches the watchers of its key without a
+/// scan over every watcher of the stream: single-key watchers by key, range watchers apart.
+#[derive(Debug, Default)]
+struct WatcherSet {
+    all: BTreeMap<i64, Watcher>,
+    by_key: HashMap<Vec<u8>, BTreeSet<i64>>,
+    ranged: BTreeSet<i64>,
+    unsynced: BTreeSet<i64>,
+}
+
+impl WatcherSet {
+    fn insert(&mut self, id: i64, w: Watcher) {
+        if w.range_end.is_empty() {
+            self.by_key.entry(w.key.clone()).or_default().insert(id);
+        } else {
+            self.ranged.insert(id);
+        }
+        if !w.synced {
+            self.unsynced.insert(id);
+        }
+        let old = self.all.insert(id, w);
+        assert!(old.is_none(), "watch ID {id} inserted twice");
+    }
+
+    fn remove(&mut self, id: i64) -> Option<Watcher> {
+        let w = self.all.remove(&id)?;
+        if let Some(ids) = self.by_key.get_mut(&w.key) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_key.remove(&w.key);
+            }
+        }
+        self.ranged.remove(&id);
+        self.unsynced.remove(&id);
+        Some(w)
+    }
+
+    fn contains(&self, id: i64) -> bool {
+        self.all.contains_key(&id)
+    }
+
+    /// Marks `id` synced from `next_rev` on.
+    fn synced_from(&mut self, id: i64, next_rev: i64) {
+        let w = self.all.get_mut(&id).expect("known watcher");
+        w.synced = true;
+        w.next_rev = next_rev;
+        self.unsynced.remove(&id);
+    }
+
+    /// Every synced watcher becomes unsynced at its next revision (`seen_rev + 1` at least).
+    fn unsync_all(&mut self, seen_rev: i64) {
+        for (id, w) in self.all.iter_mut() {
+            if w.synced {
+                w.next_rev = w.next_rev.max(seen_rev + 1);
+                w.synced = false;
+            }
+            self.unsynced.insert(*id);
+        }
+    }
+
+    /// The watchers that may want an event on `key`: those of that key, then the ranges.
+    fn candidates<'a>(&'a self, key: &[u8]) -> impl Iterator<Item = i64> + 'a {
+        let exact = self.by_key.get(key).into_iter().flatten();
+        exact.chain(self.ranged.iter()).copied()
+    }
+}
+
 pub struct StreamState {
     node: Arc<Node>,
     out: Outbound,
-    watchers: BTreeMap<i64, Watcher>,
+    watchers: WatcherSet,
     next_auto_id: i64,
     /// Every batch up to this revision has been handed to the synced watchers.
     seen_rev: i64,
@@ -122,7 +191,7 @@ pub async fn run(
     let mut s = StreamState {
         node: node.clone(),
         out,
-        watchers: BTreeMap::new(),
+        watchers: WatcherSet::default(),
         next_auto_id: 0,
         seen_rev,
         pending_progress: None,
@@ -135,7 +204,7 @@ pub async fn run(
     let mut catch_up_first = false;
     loop {
         catch_up_first = !catch_up_first;
-        let has_unsynced = s.watchers.values().any(|w| !w.synced);
+        let has_unsynced = !s.watchers.unsynced.is_empty();
         let wake = std::future::poll_fn(|cx| {
             if has_unsynced && catch_up_first {
                 return Poll::Ready(Wake::CatchUp);
@@ -226,7 +295,7 @@ impl StreamState {
         match req.request_union {
             Some(RequestUnion::CreateRequest(c)) => self.create(c).await,
             Some(RequestUnion::CancelRequest(c)) => {
-                if self.watchers.remove(&c.watch_id).is_some() {
+                if self.watchers.remove(c.watch_id).is_some() {
                     let resp = WatchResponse {
                         header: self.header(self.store_revision()),
                         watch_id: c.watch_id,
@@ -265,12 +334,12 @@ impl StreamState {
             return self.send(refused(ERR_EMPTY_RANGE)).await;
         }
         let id = if c.watch_id == 0 {
-            while self.watchers.contains_key(&self.next_auto_id) {
+            while self.watchers.contains(self.next_auto_id) {
                 self.next_auto_id += 1;
             }
             self.next_auto_id += 1;
             self.next_auto_id - 1
-        } else if self.watchers.contains_key(&c.watch_id) {
+        } else if self.watchers.contains(c.watch_id) {
             return self.send(refused(ERR_DUPLICATE_ID)).await;
         } else {
             c.watch_id
@@ -306,28 +375,33 @@ impl StreamState {
     /// Hands one applied batch to the synced watchers: one response per revision per
     /// watcher with matching events, header revision = that revision (as etcd's `notify`).
     async fn dispatch(&mut self, batch: &EventBatch) -> Result<(), Gone> {
-        let last = batch.last_revision();
         let mut responses = Vec::new();
         for group in batch
             .events
             .chunk_by(|a, b| event_revision(a) == event_revision(b))
         {
             let rev = event_revision(&group[0]);
-            for (id, w) in self.watchers.iter_mut() {
-                if !w.synced || rev < w.next_rev {
-                    continue;
-                }
-                let events: Vec<Event> = group.iter().filter_map(|e| w.view(e)).collect();
-                if !events.is_empty() {
-                    w.progress_due = false;
-                    responses.push((*id, rev, events, w.fragment));
+            // By watch ID, as etcd answers; each watcher's events in revision order.
+            let mut hits: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
+            for e in group {
+                let Some(kv) = e.kv.as_ref() else { continue };
+                for id in self.watchers.candidates(&kv.key) {
+                    let w = &self.watchers.all[&id];
+                    if !w.synced || rev < w.next_rev {
+                        continue;
+                    }
+                    if let Some(ev) = w.view(e) {
+                        hits.entry(id).or_default().push(ev);
+                    }
                 }
             }
+            for (id, events) in hits {
+                let w = self.watchers.all.get_mut(&id).expect("candidate");
+                w.progress_due = false;
+                responses.push((id, rev, events, w.fragment));
+            }
         }
-        for w in self.watchers.values_mut().filter(|w| w.synced) {
-            w.next_rev = w.next_rev.max(last + 1);
-        }
-        self.seen_rev = self.seen_rev.max(last);
+        self.seen_rev = self.seen_rev.max(batch.last_revision());
         for (id, rev, events, fragment) in responses {
             let resp = WatchResponse {
                 header: self.header(rev),
@@ -342,9 +416,7 @@ impl StreamState {
 
     /// Batches were lost to the ring: every synced watcher catches up from history.
     fn lagged(&mut self) {
-        for w in self.watchers.values_mut() {
-            w.synced = false;
-        }
+        self.watchers.unsync_all(self.seen_rev);
     }
 
     /// Sends unsynced watchers their next events from history (etcd's `syncWatchers`): a
@@ -358,20 +430,20 @@ impl StreamState {
             let compact = store.compact_revision();
             let unsynced: Vec<i64> = self
                 .watchers
+                .unsynced
                 .iter()
-                .filter(|(_, w)| !w.synced)
-                .map(|(id, _)| *id)
+                .copied()
                 .take(CATCHUP_WATCHERS_MAX)
                 .collect();
             for id in unsynced {
-                let w = self.watchers.get_mut(&id).expect("listed above");
+                let w = &self.watchers.all[&id];
                 let history = if w.next_rev < compact {
                     Err(ketch_mvcc::MvccError::Compacted)
                 } else {
                     store.events_since(&w.key, &w.range_end, w.next_rev, CATCHUP_EVENTS_MAX)
                 };
                 let Ok(history) = history else {
-                    self.watchers.remove(&id);
+                    self.watchers.remove(id);
                     let resp = WatchResponse {
                         header: Some(self.node.header(0)),
                         watch_id: id,
@@ -382,13 +454,18 @@ impl StreamState {
                     responses.push((resp, false));
                     continue;
                 };
-                if history.len() < CATCHUP_EVENTS_MAX {
-                    w.next_rev = cur + 1;
-                    w.synced = true;
-                } else {
-                    w.next_rev = history.last().map_or(cur, event_revision) + 1;
-                }
                 let events: Vec<Event> = history.iter().filter_map(|e| w.view(e)).collect();
+                if history.len() < CATCHUP_EVENTS_MAX {
+                    self.watchers.synced_from(id, cur + 1);
+                } else {
+                    let next = history.last().map_or(cur, event_revision) + 1;
+                    self.watchers
+                        .all
+                        .get_mut(&id)
+                        .expect("listed above")
+                        .next_rev = next;
+                }
+                let w = self.watchers.all.get_mut(&id).expect("listed above");
                 if !events.is_empty() {
                     w.progress_due = false;
                     let resp = WatchResponse {
@@ -411,12 +488,13 @@ impl StreamState {
     /// got no event since the last tick is told the revision it has seen everything up to.
     async fn progress_tick(&mut self) -> Result<(), Gone> {
         let mut due = Vec::new();
-        for (id, w) in self.watchers.iter_mut() {
+        for (id, w) in self.watchers.all.iter_mut() {
             if !w.progress_notify {
                 continue;
             }
             if w.progress_due && w.synced {
-                due.push((*id, w.next_rev - 1));
+                // Everything below the watcher's next revision has been sent.
+                due.push((*id, w.next_rev.max(self.seen_rev + 1) - 1));
             }
             w.progress_due = true;
         }
@@ -437,7 +515,7 @@ impl StreamState {
         let Some(rev) = self.pending_progress else {
             return Ok(());
         };
-        if self.seen_rev < rev || self.watchers.values().any(|w| !w.synced) {
+        if self.seen_rev < rev || !self.watchers.unsynced.is_empty() {
             return Ok(());
         }
         self.pending_progress = None;
@@ -519,20 +597,64 @@ mod tests {
         );
     }
 
-    #[test]
-    fn watcher_ranges_and_filters_follow_etcd() {
-        let mut w = Watcher {
-            key: b"a".to_vec(),
-            range_end: vec![],
+    fn watcher(key: &str, range_end: &str, synced: bool, next_rev: i64) -> Watcher {
+        Watcher {
+            key: key.as_bytes().to_vec(),
+            range_end: range_end.as_bytes().to_vec(),
             no_put: false,
             no_delete: false,
             prev_kv: false,
             fragment: false,
             progress_notify: false,
             progress_due: false,
-            next_rev: 1,
-            synced: true,
-        };
+            next_rev,
+            synced,
+        }
+    }
+
+    #[test]
+    fn watcher_set_finds_the_watchers_of_a_key_and_every_range() {
+        let mut set = WatcherSet::default();
+        set.insert(1, watcher("a", "", true, 5));
+        set.insert(2, watcher("b", "", true, 5));
+        set.insert(3, watcher("a", "c", true, 5));
+        set.insert(4, watcher("a", "", false, 2));
+        let ids = |set: &WatcherSet, k: &str| set.candidates(k.as_bytes()).collect::<Vec<_>>();
+        assert_eq!(ids(&set, "a"), vec![1, 4, 3]);
+        assert_eq!(ids(&set, "b"), vec![2, 3]);
+        assert_eq!(
+            ids(&set, "zz"),
+            vec![3],
+            "ranges are candidates for any key"
+        );
+        assert_eq!(set.unsynced.iter().copied().collect::<Vec<_>>(), vec![4]);
+
+        assert!(set.remove(1).is_some() && set.remove(1).is_none());
+        set.remove(4);
+        assert_eq!(ids(&set, "a"), vec![3]);
+        assert!(
+            !set.by_key.contains_key(b"a".as_slice()),
+            "empty key entries go"
+        );
+        assert!(set.unsynced.is_empty());
+
+        set.synced_from(3, 9);
+        set.unsync_all(20);
+        let (w2, w3) = (&set.all[&2], &set.all[&3]);
+        assert!(!w2.synced && !w3.synced);
+        assert_eq!(
+            (w2.next_rev, w3.next_rev),
+            (21, 21),
+            "resume after what was seen"
+        );
+        assert_eq!(set.unsynced.len(), 2);
+        set.synced_from(2, 30);
+        assert_eq!(set.unsynced.iter().copied().collect::<Vec<_>>(), vec![3]);
+    }
+
+    #[test]
+    fn watcher_ranges_and_filters_follow_etcd() {
+        let mut w = watcher("a", "", true, 1);
         assert!(w.matches(b"a") && !w.matches(b"ab"));
         w.range_end = vec![0];
         assert!(w.matches(b"zz") && !w.matches(b"0"));
