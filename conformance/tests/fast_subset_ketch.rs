@@ -31,19 +31,10 @@ fn ketch_bin() -> PathBuf {
 }
 
 /// Fast scenarios ketch does not pass yet, each with the reason. Keep in step with ketch.
-const KNOWN_GAPS: &[(&str, &str)] = &[
-    ("members/list", THREE_MEMBERS),
-    ("maintenance/hashkv-equal-across-members", THREE_MEMBERS),
-    ("failures/kill-follower-keep-serving", THREE_MEMBERS),
-    ("failures/restart-catch-up", THREE_MEMBERS),
-    ("failures/linearizable-kill-leader", THREE_MEMBERS),
-    (
-        "maintenance/status",
-        "etcdctl endpoint status with an http:// endpoint sends the URL as the HTTP/2 :authority, which h2 refuses",
-    ),
-];
-
-const THREE_MEMBERS: &str = "the ketch binary does not serve multi-member clusters yet (issue 5)";
+const KNOWN_GAPS: &[(&str, &str)] = &[(
+    "maintenance/status",
+    "etcdctl endpoint status with an http:// endpoint sends the URL as the HTTP/2 :authority, which h2 refuses",
+)];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_subset_on_ketch_matches_known_gaps() {

@@ -188,7 +188,10 @@ async fn health(node: &Node) -> Response<Body> {
     let healthy = node.raft.status().leader_id != 0
         && matches!(
             glommio::timer::timeout(HEALTH_TIMEOUT, async {
-                node.read_barrier()
+                // Through raft directly: a learner is healthy too, though it refuses
+                // clients' linearizable reads.
+                node.raft
+                    .linearizable_read_barrier()
                     .await
                     .map_err(|_| glommio::GlommioError::<()>::TimedOut(HEALTH_TIMEOUT))
             })

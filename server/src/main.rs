@@ -31,6 +31,9 @@ use crate::node::{Limits, Node};
 use crate::shards::{ClientAddr, ShardPlan};
 use crate::tls::ClientTls;
 
+/// How often the main thread checks whether the member is ready, for systemd.
+const READY_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 fn main() -> ExitCode {
     let config = match Config::parse_from(std::env::args_os(), |k| std::env::var(k).ok()) {
         Ok(config) => config,
@@ -288,7 +291,30 @@ fn run(config: Config) -> anyhow::Result<()> {
         stop_all(&stops, handles);
         return Err(e);
     }
-    for url in &config.listen_client_urls {
+    // As etcd: the member serves clients, says so and tells systemd READY=1 once it has
+    // published itself (a member of a cluster without quorum never becomes ready). The main
+    // thread meanwhile waits for signals.
+    let ready_node = node.clone();
+    let urls = config.listen_client_urls.clone();
+    std::thread::spawn(move || {
+        while !ready_node.raft.is_published() {
+            std::thread::sleep(READY_POLL);
+        }
+        log_serving(&urls);
+        notify::ready();
+    });
+
+    let signal = signals.wait().context("waiting for signals")?;
+    tracing::info!("received {signal}, shutting down");
+    notify::stopping();
+    stop_all(&stops, handles);
+    drop(node);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn log_serving(urls: &[ketch_config::EtcdUrl]) {
+    for url in urls {
         tracing::info!("ready to serve client requests");
         if url.is_tls() {
             tracing::info!("serving client requests on {}", url.host_port());
@@ -299,16 +325,6 @@ fn run(config: Config) -> anyhow::Result<()> {
             );
         }
     }
-
-    notify::ready();
-
-    let signal = signals.wait().context("waiting for signals")?;
-    tracing::info!("received {signal}, shutting down");
-    notify::stopping();
-    stop_all(&stops, handles);
-    drop(node);
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// Stops shards 1.. first and shard 0 (raft) last, so raft outlives every request it may

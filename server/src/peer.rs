@@ -90,7 +90,7 @@ pub async fn stop_when_removed(node: std::sync::Arc<crate::node::Node>) {
     loop {
         glommio::timer::sleep(REMOVAL_CHECK).await;
         let is_member = node.raft.membership().get(node.member_id).is_some();
-        if was_member && !is_member {
+        if (was_member && !is_member) || node.raft.is_removed(node.member_id) {
             tracing::error!("the member has been permanently removed from the cluster");
             let _ =
                 nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGTERM);

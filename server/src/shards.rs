@@ -22,6 +22,8 @@ use crate::tls::{ClientTls, WithClientCn};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often draining re-checks the in-flight count.
 const DRAIN_POLL: Duration = Duration::from_millis(5);
+/// How often a shard checks whether the member has published itself yet.
+const PUBLISH_POLL: Duration = Duration::from_millis(10);
 /// Bound of each shard's stop channel: one stop message is all it ever carries.
 const STOP_CHANNEL_BOUND: usize = 1;
 /// Pending-connection queue of each listener (the kernel caps it at net.core.somaxconn).
@@ -142,6 +144,9 @@ pub async fn serve(
     listeners: Vec<ClientListener>,
     stop: flume::Receiver<()>,
 ) {
+    if !published_or_stopped(&node, &stop).await {
+        return;
+    }
     let service = ClientService {
         routes,
         node: node.clone(),
@@ -196,6 +201,30 @@ async fn serve_connection(stream: TcpStream, tls: Option<ClientTls>, service: Cl
     let _ = auto::Builder::new(LocalExec)
         .serve_connection(io, service)
         .await;
+}
+
+/// As etcd: clients are served once the member has published itself to the cluster
+/// (connections wait in the listen backlog meanwhile). False when told to stop first.
+async fn published_or_stopped(node: &Node, stop: &flume::Receiver<()>) -> bool {
+    loop {
+        if node.raft.is_published() {
+            return true;
+        }
+        let stopped = futures_lite::future::or(
+            async {
+                glommio::timer::sleep(PUBLISH_POLL).await;
+                false
+            },
+            async {
+                let _ = stop.recv_async().await;
+                true
+            },
+        )
+        .await;
+        if stopped {
+            return false;
+        }
+    }
 }
 
 async fn drain(node: &Node) {

@@ -104,6 +104,9 @@ pub(crate) struct StatusCell {
     pub read_rounds: AtomicU64,
     /// The membership as last committed or proposed (openraft's effective membership).
     pub membership: RwLock<Arc<MembershipView>>,
+    /// Set once this member's attributes are in the membership (etcd's "published"): from
+    /// then on it serves clients.
+    pub published: AtomicBool,
 }
 
 impl StatusCell {
@@ -168,6 +171,18 @@ impl<S: StateStore> RaftHandle<S> {
     /// The members as this member last saw them (sorted by ID).
     pub fn membership(&self) -> Arc<MembershipView> {
         self.status.membership.read().clone()
+    }
+
+    /// Whether this member was removed from the cluster (a peer refused it as removed, or
+    /// it applied its own removal); etcd's removed member stops.
+    pub fn is_removed(&self, me: MemberId) -> bool {
+        crate::membership::is_removed(me)
+    }
+
+    /// Whether this member has published its name and client URLs to the cluster (etcd
+    /// serves clients only from then on).
+    pub fn is_published(&self) -> bool {
+        self.status.published.load(Ordering::Acquire)
     }
 
     /// Makes a membership change with etcd's rules, through the leader; returns the

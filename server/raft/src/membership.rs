@@ -5,6 +5,7 @@
 //! here; the leader checks them and proposes the change, a follower forwards it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,24 @@ pub const MAX_LEARNERS: usize = 1;
 /// etcd's `readyPercent`: a learner may be promoted once its log has at least this share of
 /// the leader's.
 pub const LEARNER_READY_PERCENT: f64 = 0.9;
+
+/// Members known to be removed, and members told by a peer that they were removed. One
+/// process is one member, so this is process-wide (etcd keeps removed IDs in its store; here
+/// they are remembered until the process restarts). Keyed by member ID.
+static REMOVED: Mutex<BTreeSet<MemberId>> = Mutex::new(BTreeSet::new());
+
+/// Records that `id` left the membership (seen applying a change, or told by a peer).
+pub fn mark_removed(id: MemberId) {
+    REMOVED.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+}
+
+/// Whether `id` is known to have been removed.
+pub fn is_removed(id: MemberId) -> bool {
+    REMOVED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&id)
+}
 
 /// One member as the Cluster API lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

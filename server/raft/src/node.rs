@@ -248,7 +248,9 @@ where
             name,
             client_urls,
         };
-        glommio::spawn_local(publish(driver.route(), change)).detach();
+        glommio::spawn_local(publish(driver.route(), change, status.clone())).detach();
+    } else {
+        status.published.store(true, Ordering::Release);
     }
     let driver = glommio::spawn_local(driver.run(rx)).detach();
     Ok((
@@ -279,7 +281,11 @@ async fn wait_single_member_ready<S: StateStore>(
 
 fn copy_metrics(m: &openraft::RaftMetrics<KetchRaftTypes>, status: &StatusCell) {
     let view = membership_view(m.membership_config.membership());
-    if **status.membership.read() != view {
+    let old = status.membership.read().clone();
+    if *old != view {
+        for gone in old.members.iter().filter(|o| view.get(o.id).is_none()) {
+            membership::mark_removed(gone.id);
+        }
         *status.membership.write() = Arc::new(view);
     }
     let leader = m.current_leader.unwrap_or(0);
@@ -300,7 +306,7 @@ fn copy_metrics(m: &openraft::RaftMetrics<KetchRaftTypes>, status: &StatusCell) 
     );
 }
 
-fn membership_view(m: &openraft::Membership<MemberId, Member>) -> MembershipView {
+pub(crate) fn membership_view(m: &openraft::Membership<MemberId, Member>) -> MembershipView {
     let nodes: BTreeMap<MemberId, Member> = m.nodes().map(|(id, n)| (*id, n.clone())).collect();
     let voters: BTreeSet<MemberId> = m.voter_ids().collect();
     MembershipView::from_openraft(&nodes, &voters)
@@ -369,11 +375,19 @@ pub(crate) async fn change_members_here<S: StateStore>(
 }
 
 /// Publishes this member's name and client URLs until the membership holds them.
-async fn publish<S: StateStore, F: LeaderForward>(route: Route<S, F>, change: MemberChange) {
+async fn publish<S: StateStore, F: LeaderForward>(
+    route: Route<S, F>,
+    change: MemberChange,
+    status: Arc<StatusCell>,
+) {
     loop {
         let deadline = Instant::now() + PUBLISH_TIMEOUT;
         match route.change_members(change.clone(), deadline).await {
-            Ok(_) => return,
+            Ok(_) => {
+                status.published.store(true, Ordering::Release);
+                tracing::info!("published local member to cluster through raft");
+                return;
+            }
             Err(MemberChangeError::Raft(ForwardRefusal::Stopped)) => return,
             Err(e) => tracing::warn!("publishing this member's attributes: {e}; retrying"),
         }

@@ -29,7 +29,11 @@ fn three_members_replicate_fail_over_and_catch_up() {
     let forwarded = block_on(refs(&ms)[follower].handle.write(put("x", "y")));
     assert!(forwarded.is_ok(), "forwarded write answered {forwarded:?}");
     block_on(refs(&ms)[follower].handle.linearizable_read_barrier()).expect("follower read");
-    assert_eq!(refs(&ms)[follower].hash_kv().1, 102, "the read barrier waited");
+    assert_eq!(
+        refs(&ms)[follower].hash_kv().1,
+        102,
+        "the read barrier waited"
+    );
     let (hash1, rev1) = wait_converged(&refs(&ms), CONVERGE_WAIT);
     assert_eq!(rev1, 102, "101 puts from revision 1");
 

@@ -101,6 +101,7 @@ impl PeerNetwork {
 
     fn forward_peer(&self, target: MemberId, node: &Member) -> Rc<Peer> {
         peer_for(
+            self.me,
             &self.forwards,
             target,
             node,
@@ -112,6 +113,7 @@ impl PeerNetwork {
 
 /// The pooled peer for `target`, replaced when its address changed.
 fn peer_for(
+    me: MemberId,
     pool: &RefCell<HashMap<MemberId, Rc<Peer>>>,
     target: MemberId,
     node: &Member,
@@ -123,7 +125,7 @@ fn peer_for(
     match pool.get(&target) {
         Some(p) if p.addr == addr => p.clone(),
         _ => {
-            let p = Rc::new(Peer::new(target, cluster_id, addr, slots));
+            let p = Rc::new(Peer::new(me, target, cluster_id, addr, slots));
             pool.insert(target, p.clone());
             p
         }
@@ -135,6 +137,7 @@ impl RaftNetworkFactory<KetchRaftTypes> for PeerNetwork {
 
     async fn new_client(&mut self, target: MemberId, node: &Member) -> PeerClient {
         let peer = peer_for(
+            self.me,
             &self.peers,
             target,
             node,
@@ -245,6 +248,8 @@ fn peer_addr(node: &Member) -> Result<SocketAddr, String> {
 
 /// One peer: its connection, dial backoff and in-flight slots.
 struct Peer {
+    /// This member (told by a 410 answer that it was removed).
+    me: MemberId,
     target: MemberId,
     cluster_id: String,
     addr: Result<SocketAddr, String>,
@@ -257,12 +262,14 @@ struct Peer {
 
 impl Peer {
     fn new(
+        me: MemberId,
         target: MemberId,
         cluster_id: u64,
         addr: Result<SocketAddr, String>,
         slots: u64,
     ) -> Peer {
         Peer {
+            me,
             target,
             cluster_id: format!("{cluster_id:x}"),
             addr,
@@ -348,6 +355,10 @@ impl Peer {
             let resp = sender.send_request(req).await.map_err(net)?;
             let status = resp.status();
             let bytes = resp.into_body().collect().await.map_err(net)?.to_bytes();
+            if status == http::StatusCode::GONE {
+                // This member was removed from the cluster (etcd's peers answer 410 too).
+                crate::membership::mark_removed(self.me);
+            }
             if !status.is_success() {
                 return Err(PeerError::Network {
                     target: self.target,

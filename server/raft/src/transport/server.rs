@@ -15,7 +15,11 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use openraft::ReadPolicy;
+use openraft::errors::RaftError;
+use openraft::raft::{VoteRequest, VoteResponse};
 use openraft::storage::Snapshot;
+use openraft::vote::RaftLeaderId;
+use openraft_rt::WatchReceiver;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -25,7 +29,7 @@ use crate::membership::MemberChangeError;
 use crate::node::KetchRaft;
 use crate::snapshot_file::SnapshotFile;
 use crate::state_store::StateStore;
-use crate::types::{ApplyOutcome, RequestBytes};
+use crate::types::{ApplyOutcome, KetchRaftTypes, RequestBytes};
 
 /// Peer connections served at once; more are closed on accept (a cluster has a handful of
 /// members, each holding one connection to us).
@@ -101,8 +105,9 @@ async fn serve_connection<S: StateStore>(
         let ctx = ctx.clone();
         async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
     });
-    let conn = hyper::server::conn::http2::Builder::new(LocalExec)
-        .serve_connection(HyperIo(stream.buffered()), service);
+    // HTTP/2 for ketch's own peers; HTTP/1.1 too, for `GET /members` from a joining member.
+    let builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
+    let conn = builder.serve_connection(HyperIo(stream.buffered()), service);
     futures::select! {
         res = Box::pin(conn).fuse() => if let Err(e) = res {
             tracing::debug!("peer connection ended: {e}");
@@ -119,6 +124,9 @@ fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 }
 
 async fn handle<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() == wire::PATH_MEMBERS_LIST && req.method() == http::Method::GET {
+        return members_list(ctx);
+    }
     let cluster = req.headers().get(wire::CLUSTER_HEADER);
     if cluster.and_then(|v| v.to_str().ok()) != Some(ctx.cluster_id.as_str()) {
         // etcd answers a peer of another cluster with 412 Precondition Failed.
@@ -128,8 +136,8 @@ async fn handle<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response
     let raft = &ctx.raft;
     match path.as_str() {
         wire::PATH_APPEND => rpc(req, |r| raft.append_entries(r)).await,
-        wire::PATH_VOTE => rpc(req, |r| raft.vote(r)).await,
-        wire::PATH_PRE_VOTE => rpc(req, |r| raft.pre_vote(r)).await,
+        wire::PATH_VOTE => vote(req, |r| raft.vote(r)).await,
+        wire::PATH_PRE_VOTE => vote(req, |r| raft.pre_vote(r)).await,
         wire::PATH_SNAPSHOT => install_snapshot(ctx, req).await,
         wire::PATH_PROPOSE => propose(ctx, req).await,
         wire::PATH_READ_INDEX => read_index(ctx, req).await,
@@ -148,6 +156,31 @@ async fn handle<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response
         }
         _ => reply(StatusCode::NOT_FOUND, "unknown peer path"),
     }
+}
+
+/// A (pre-)vote: a candidate this member saw removed is answered 410 Gone, as etcd's peers
+/// answer a removed member, which then stops.
+async fn vote<F>(
+    req: Request<Incoming>,
+    call: impl FnOnce(VoteRequest<KetchRaftTypes>) -> F,
+) -> Response<Full<Bytes>>
+where
+    F: Future<Output = Result<VoteResponse<KetchRaftTypes>, RaftError<KetchRaftTypes>>>,
+{
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let decoded: VoteRequest<KetchRaftTypes> = match wire::decode(&body) {
+        Ok(r) => r,
+        Err(e) => return reply(StatusCode::BAD_REQUEST, format!("undecodable request: {e}")),
+    };
+    let candidate = *decoded.vote.leader_id().node_id();
+    if crate::membership::is_removed(candidate) {
+        return reply(StatusCode::GONE, wire::REMOVED_TEXT);
+    }
+    let answer = call(decoded).await.map_err(|e| e.to_string());
+    reply(StatusCode::OK, wire::encode(&answer))
 }
 
 /// Decodes a JSON request, calls raft, answers JSON of `Result<response, error text>`.
@@ -171,6 +204,32 @@ where
     };
     let answer = call(decoded).await.map_err(|e| e.to_string());
     reply(StatusCode::OK, wire::encode(&answer))
+}
+
+/// etcd's peer `/members`: every member with its ID, name, URLs and learner flag.
+fn members_list<S: StateStore>(ctx: &Ctx<S>) -> Response<Full<Bytes>> {
+    let metrics = ctx.raft.metrics().borrow_watched().clone();
+    let view = crate::node::membership_view(metrics.membership_config.membership());
+    let members: Vec<wire::PeerMember> = view
+        .members
+        .iter()
+        .map(|m| wire::PeerMember {
+            id: m.id,
+            name: m.member.name.clone(),
+            peer_urls: m.member.peer_urls.clone(),
+            client_urls: m.member.client_urls.clone(),
+            is_learner: m.is_learner,
+        })
+        .collect();
+    let mut r = reply(StatusCode::OK, wire::encode(&members));
+    if let Ok(v) = http::HeaderValue::from_str(&ctx.cluster_id) {
+        r.headers_mut().insert(wire::ETCD_CLUSTER_HEADER, v);
+    }
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 /// The time a forwarded request may take, as the follower said (bounded).

@@ -22,6 +22,14 @@ pub const PATH_READ_INDEX: &str = "/raft/readindex";
 /// A follower forwarding a membership change: the body is JSON of `MemberChange`; the
 /// answer is JSON of `Result<MembershipView, MemberChangeError>`.
 pub const PATH_MEMBERS: &str = "/raft/members";
+/// `GET`: the members as etcd's peer `/members` lists them (JSON array of [`PeerMember`]),
+/// with the cluster ID in [`ETCD_CLUSTER_HEADER`]; a member joining an existing cluster
+/// learns its ID there. Served over HTTP/1.1 too, with no cluster header required.
+pub const PATH_MEMBERS_LIST: &str = "/members";
+/// etcd's peer header naming the cluster (hex).
+pub const ETCD_CLUSTER_HEADER: &str = "x-etcd-cluster-id";
+/// The body of a 410 Gone answer to a removed member (etcd's wording).
+pub const REMOVED_TEXT: &str = "the member has been permanently removed from the cluster";
 /// Header of forwarded requests: how long the follower waits, in milliseconds.
 pub const TIMEOUT_HEADER: &str = "x-ketch-timeout-ms";
 /// Header of a snapshot POST holding [`SnapshotHeader`] as JSON.
@@ -88,4 +96,17 @@ impl ForwardRefusal {
             ForwardRefusal::Other(text) => ProposeError::Internal(text),
         }
     }
+}
+
+/// One member in etcd's peer `/members` JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerMember {
+    pub id: u64,
+    pub name: String,
+    #[serde(rename = "peerURLs")]
+    pub peer_urls: Vec<String>,
+    #[serde(rename = "clientURLs", default)]
+    pub client_urls: Vec<String>,
+    #[serde(rename = "isLearner", default)]
+    pub is_learner: bool,
 }
