@@ -28,6 +28,17 @@ impl KeyVersion {
         }
     }
 
+    /// The fixed-width fields, in the order the snapshot and `hash_kv` write them.
+    pub fn fixed_fields(&self) -> [i64; 5] {
+        [
+            self.mod_rev.main,
+            self.mod_rev.sub,
+            self.create_rev,
+            self.version,
+            self.lease,
+        ]
+    }
+
     pub fn is_tombstone(&self) -> bool {
         self.create_rev == 0
     }

@@ -17,55 +17,33 @@ pub const SNAPSHOT_MAGIC: &[u8; 8] = b"KETCHMV\0";
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 const FLAG_TOMBSTONE: u8 = 1;
 
-/// A writer that feeds everything written through it into a running CRC-32C.
-struct CrcWriter<'a, W: Write> {
-    inner: &'a mut W,
-    crc: u32,
-}
-
-impl<W: Write> CrcWriter<'_, W> {
-    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.crc = crc32c::crc32c_append(self.crc, bytes);
-        self.inner.write_all(bytes)
-    }
-}
-
 impl Store {
-    /// Writes the snapshot to `w` (buffer it: this issues many small writes).
+    /// Writes the snapshot to `w` in one write: it is built in memory, then its CRC-32C is
+    /// computed in one pass (a running CRC per field cost more than the rest together).
     pub fn write_snapshot(&self, w: &mut impl Write) -> std::io::Result<()> {
-        let mut out = CrcWriter { inner: w, crc: 0 };
-        out.put(SNAPSHOT_MAGIC)?;
-        out.put(&SNAPSHOT_FORMAT_VERSION.to_le_bytes())?;
-        out.put(&self.current_rev.to_le_bytes())?;
-        out.put(&self.compact_rev.to_le_bytes())?;
-        out.put(&(self.keys.len() as u64).to_le_bytes())?;
+        let mut out = Vec::with_capacity(self.snapshot_len_estimate());
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.current_rev.to_le_bytes());
+        out.extend_from_slice(&self.compact_rev.to_le_bytes());
+        out.extend_from_slice(&(self.keys.len() as u64).to_le_bytes());
         for history in self.keys.values() {
-            let key = &history.key;
-            out.put(&(key.len() as u32).to_le_bytes())?;
-            out.put(key)?;
-            out.put(&(history.versions.len() as u32).to_le_bytes())?;
-            for v in &history.versions {
-                for n in [
-                    v.mod_rev.main,
-                    v.mod_rev.sub,
-                    v.create_rev,
-                    v.version,
-                    v.lease,
-                ] {
-                    out.put(&n.to_le_bytes())?;
-                }
-                out.put(&[if v.is_tombstone() { FLAG_TOMBSTONE } else { 0 }])?;
-                out.put(&(v.value.len() as u32).to_le_bytes())?;
-                out.put(&v.value)?;
-            }
+            put_key_history(&mut out, history);
         }
         let ids = self.leases.ids();
-        out.put(&(ids.len() as u64).to_le_bytes())?;
+        out.extend_from_slice(&(ids.len() as u64).to_le_bytes());
         for id in ids {
-            out.put(&id.to_le_bytes())?;
+            out.extend_from_slice(&id.to_le_bytes());
         }
-        let crc = out.crc;
-        out.inner.write_all(&crc.to_le_bytes())
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        w.write_all(&out)
+    }
+
+    /// Bytes of the snapshot, give or take (every retained write's key, value and fields).
+    fn snapshot_len_estimate(&self) -> usize {
+        const HEADER_BYTES: usize = 64;
+        HEADER_BYTES + usize::try_from(self.size_bytes).unwrap_or(0)
     }
 
     /// Reads a snapshot written by `write_snapshot`, checking magic, version and checksum.
@@ -204,5 +182,21 @@ impl Parser<'_> {
             });
         }
         Ok((key, history))
+    }
+}
+
+/// One key's record: key length and bytes, version count, then each version's fields.
+fn put_key_history(out: &mut Vec<u8>, history: &KeyHistory) {
+    let key = &history.key;
+    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&(history.versions.len() as u32).to_le_bytes());
+    for v in &history.versions {
+        for n in v.fixed_fields() {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        out.push(if v.is_tombstone() { FLAG_TOMBSTONE } else { 0 });
+        out.extend_from_slice(&(v.value.len() as u32).to_le_bytes());
+        out.extend_from_slice(&v.value);
     }
 }

@@ -27,6 +27,11 @@ impl StateStore for Store {
         Store::write_snapshot(self, &mut w)
     }
 
+    fn snapshot_copy(&self) -> Option<Self> {
+        // Values are shared `Bytes`: the copy duplicates the tree, not the data.
+        Some(self.clone())
+    }
+
     fn read_snapshot(&mut self, mut r: &mut dyn Read) -> io::Result<()> {
         *self = Store::read_snapshot(&mut r).map_err(io::Error::other)?;
         Ok(())

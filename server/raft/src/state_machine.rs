@@ -44,13 +44,14 @@ impl SnapshotWrites {
         self.0.load(Ordering::Acquire)
     }
 
-    /// Writes the snapshot file on a blocking thread (a large write and its fsync would
-    /// stall every task of the raft executor).
-    async fn write(
+    /// Serializes `source` (when it is a copy of the store) and writes the snapshot file on a
+    /// blocking thread: a large serialization, write and fsync would stall every task of the
+    /// raft executor.
+    async fn write<S: StateStore>(
         &self,
         dir: PathBuf,
         meta: SnapshotMeta,
-        data: Vec<u8>,
+        source: SnapshotSource<S>,
     ) -> io::Result<SnapshotFile> {
         struct Done(Arc<AtomicUsize>);
         impl Drop for Done {
@@ -62,10 +63,43 @@ impl SnapshotWrites {
         let done = Done(self.0.clone());
         GlommioRuntime::spawn_blocking(move || {
             let _done = done;
-            snapshot_file::write(&dir, &meta, &data)
+            snapshot_file::write(&dir, &meta, &source.into_bytes()?)
         })
         .await?
     }
+}
+
+/// What a snapshot file is made from: the store's serialized bytes, or a copy of the store
+/// still to serialize (off the apply path).
+pub(crate) enum SnapshotSource<S> {
+    Bytes(Vec<u8>),
+    Copy(S),
+}
+
+impl<S: StateStore> SnapshotSource<S> {
+    /// Takes what a snapshot of `store` needs now: a copy when the store offers one, its
+    /// serialization otherwise.
+    fn of(store: &S) -> Self {
+        match store.snapshot_copy() {
+            Some(copy) => SnapshotSource::Copy(copy),
+            None => SnapshotSource::Bytes(serialize(store)),
+        }
+    }
+
+    fn into_bytes(self) -> io::Result<Vec<u8>> {
+        match self {
+            SnapshotSource::Bytes(b) => Ok(b),
+            SnapshotSource::Copy(store) => Ok(serialize(&store)),
+        }
+    }
+}
+
+fn serialize<S: StateStore>(store: &S) -> Vec<u8> {
+    let mut data = Vec::new();
+    store
+        .write_snapshot(&mut data)
+        .expect("writing a snapshot into memory does not fail");
+    data
 }
 
 /// The replicated state machine of one member.
@@ -127,21 +161,21 @@ impl<S: StateStore> StateMachine<S> {
 
 /// Builds a snapshot file from a copy of the store taken when the builder was created (the
 /// copy matches `meta.last_log_id` exactly, whatever is applied meanwhile).
-pub struct SnapshotBuilder {
+pub struct SnapshotBuilder<S> {
     meta: SnapshotMeta,
-    data: Vec<u8>,
+    source: Option<SnapshotSource<S>>,
     snap_dir: PathBuf,
     writes: SnapshotWrites,
 }
 
-impl RaftSnapshotBuilder<KetchRaftTypes> for SnapshotBuilder {
+impl<S: StateStore> RaftSnapshotBuilder<KetchRaftTypes> for SnapshotBuilder<S> {
     type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> Result<KetchSnapshot, io::Error> {
-        let data = std::mem::take(&mut self.data);
+        let source = self.source.take().expect("build_snapshot is called once");
         let file = self
             .writes
-            .write(self.snap_dir.clone(), self.meta.clone(), data)
+            .write(self.snap_dir.clone(), self.meta.clone(), source)
             .await?;
         Ok(Snapshot {
             meta: self.meta.clone(),
@@ -152,7 +186,7 @@ impl RaftSnapshotBuilder<KetchRaftTypes> for SnapshotBuilder {
 
 impl<S: StateStore> RaftStateMachine<KetchRaftTypes> for StateMachine<S> {
     type SnapshotData = SnapshotFile;
-    type SnapshotBuilder = SnapshotBuilder;
+    type SnapshotBuilder = SnapshotBuilder<S>;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         Ok((self.applied, self.membership.clone()))
@@ -188,18 +222,15 @@ impl<S: StateStore> RaftStateMachine<KetchRaftTypes> for StateMachine<S> {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let mut data = Vec::new();
-        self.store
-            .read()
-            .write_snapshot(&mut data)
-            .expect("writing a snapshot into memory does not fail");
+        // Applying waits only for the copy (or, for a store without one, the serialization).
+        let source = SnapshotSource::of(&*self.store.read());
         let meta = SnapshotMeta {
             last_log_id: self.applied,
             last_membership: self.membership.clone(),
         };
         SnapshotBuilder {
             meta,
-            data,
+            source: Some(source),
             snap_dir: self.snap_dir.clone(),
             writes: self.writes.clone(),
         }
@@ -227,7 +258,11 @@ impl<S: StateStore> RaftStateMachine<KetchRaftTypes> for StateMachine<S> {
         if snapshot.path.parent() != Some(self.snap_dir.as_path()) {
             // Received from the leader: keep it as this member's current snapshot.
             self.writes
-                .write(self.snap_dir.clone(), meta.clone(), data)
+                .write::<S>(
+                    self.snap_dir.clone(),
+                    meta.clone(),
+                    SnapshotSource::Bytes(data),
+                )
                 .await?;
         }
         Ok(())

@@ -22,6 +22,17 @@ pub trait StateStore: Default + Send + Sync + 'static {
     /// Writes the whole state.
     fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()>;
 
+    /// A copy of the whole state that `write_snapshot` can serialize later, elsewhere. A
+    /// store whose copy is much cheaper than its serialization returns one, so that taking
+    /// a snapshot holds up applying only for the copy; `None` (the default) serializes in
+    /// place.
+    fn snapshot_copy(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
     /// Replaces the whole state with a snapshot written by `write_snapshot`.
     fn read_snapshot(&mut self, r: &mut dyn Read) -> io::Result<()>;
 
