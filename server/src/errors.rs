@@ -14,6 +14,9 @@ pub const TIMEOUT: &str = "etcdserver: request timed out";
 pub const REQUEST_TOO_LARGE: &str = "etcdserver: request is too large";
 pub const LEADER_CHANGED: &str = "etcdserver: leader changed";
 pub const STOPPING: &str = "etcdserver: server stopped";
+pub const NOT_LEADER: &str = "etcdserver: not leader";
+pub const BAD_TRANSFEREE: &str = "etcdserver: bad leader transferee";
+pub const TRANSFER_TIMEOUT: &str = "etcdserver: request timed out, leader transfer took too long";
 pub const NOT_SUPPORTED_FOR_LEARNER: &str = "etcdserver: rpc not supported for learner";
 
 fn code_of(code: GrpcCode) -> Code {

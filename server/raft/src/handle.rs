@@ -66,6 +66,10 @@ pub(crate) enum Command {
     ReadBarrier {
         reply: Reply<()>,
     },
+    TransferLeader {
+        to: MemberId,
+        reply: Reply<()>,
+    },
     ChangeMembers {
         change: MemberChange,
         reply: flume::Sender<Result<MembershipView, MemberChangeError>>,
@@ -171,6 +175,13 @@ impl<S: StateStore> RaftHandle<S> {
     /// The members as this member last saw them (sorted by ID).
     pub fn membership(&self) -> Arc<MembershipView> {
         self.status.membership.read().clone()
+    }
+
+    /// Hands leadership to voter `to` (this member must lead) and returns once `to` leads;
+    /// `Timeout` when that takes longer than the request timeout.
+    pub async fn transfer_leader(&self, to: MemberId) -> Result<(), ProposeError> {
+        self.call(|reply| Command::TransferLeader { to, reply })
+            .await
     }
 
     /// Whether this member was removed from the cluster (a peer refused it as removed, or

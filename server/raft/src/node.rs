@@ -38,6 +38,11 @@ const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(10);
 /// Longest pause between attempts of a client request while no leader is known (the pause
 /// is one heartbeat interval, at most this).
 const RETRY_PAUSE_MAX_MS: u64 = 50;
+thread_local! {
+    /// Serialises membership changes proposed on this executor.
+    static MEMBERSHIP_CHANGES: Rc<glommio::sync::Semaphore> = Rc::new(glommio::sync::Semaphore::new(1));
+}
+
 /// How long one attempt to publish this member's attributes may take, and the pause
 /// between attempts.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(7);
@@ -336,6 +341,9 @@ pub(crate) async fn change_members_here<S: StateStore>(
             leader_last,
         })
     };
+    // One change at a time: openraft refuses a change while another is in progress.
+    let lock = MEMBERSHIP_CHANGES.with(Rc::clone);
+    let _one_at_a_time = lock.acquire_permit(1).await;
     let one = |id| BTreeSet::from([id]);
     let written = match membership::plan(&view, &change, progress)? {
         Plan::Nothing => return Ok(view),
@@ -372,6 +380,20 @@ pub(crate) async fn change_members_here<S: StateStore>(
                 .membership(),
         ),
     })
+}
+
+/// Asks openraft to hand leadership to `to` and waits until `to` leads.
+async fn transfer_leader<S: StateStore>(
+    raft: &KetchRaft<S>,
+    to: MemberId,
+    timeout: Duration,
+) -> Result<(), ProposeError> {
+    raft.trigger().transfer_leader(to).await.map_err(fatal)?;
+    raft.wait(Some(timeout))
+        .current_leader(to, "leadership transferred")
+        .await
+        .map(|_| ())
+        .map_err(|_| ProposeError::Timeout)
 }
 
 /// Publishes this member's name and client URLs until the membership holds them.
@@ -585,6 +607,14 @@ impl<S: StateStore, F: LeaderForward> Driver<S, F> {
                     let deadline = Instant::now() + self.request_timeout;
                     glommio::spawn_local(async move {
                         let _ = reply.send(route.change_members(change, deadline).await);
+                    })
+                    .detach();
+                }
+                Command::TransferLeader { to, reply } => {
+                    let raft = self.raft.clone();
+                    let timeout = self.request_timeout;
+                    glommio::spawn_local(async move {
+                        let _ = reply.send(transfer_leader(&raft, to, timeout).await);
                     })
                     .detach();
                 }

@@ -1,6 +1,5 @@
-//! Maintenance: Status, Hash, HashKV, Defragment and the alarm list. Raising and disarming
-//! alarms (quota), Snapshot and MoveLeader belong to the cluster issue and answer
-//! Unimplemented until then.
+//! Maintenance: Status, Hash, HashKV, Defragment, MoveLeader and the alarm list. Raising and
+//! disarming alarms (quota) and Snapshot answer Unimplemented until they exist.
 
 use std::sync::Arc;
 
@@ -8,7 +7,8 @@ use ketch_proto::alarm_request::AlarmAction;
 use ketch_proto::maintenance_server::Maintenance;
 use ketch_proto::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
-    HashKvResponse, HashRequest, HashResponse, StatusRequest, StatusResponse,
+    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
+    StatusRequest, StatusResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -47,7 +47,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: raft.applied_index,
             errors,
             db_size_in_use: db_size,
-            is_learner: false,
+            is_learner: self.node.is_learner(),
         }))
     }
 
@@ -79,6 +79,37 @@ impl Maintenance for MaintenanceService {
             hash,
             compact_revision,
         }))
+    }
+
+    /// etcd's MoveLeader: only the leader hands over, to a voter; answered once the
+    /// transferee leads.
+    async fn move_leader(
+        &self,
+        req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        let _inflight = self.node.enter();
+        let to = req.get_ref().target_id;
+        if !self.node.raft.status().is_leader {
+            return Err(Status::failed_precondition(crate::errors::NOT_LEADER));
+        }
+        let voter = self
+            .node
+            .raft
+            .membership()
+            .get(to)
+            .is_some_and(|m| !m.is_learner);
+        if !voter || to == self.node.member_id {
+            return Err(Status::failed_precondition(crate::errors::BAD_TRANSFEREE));
+        }
+        match self.node.raft.transfer_leader(to).await {
+            Ok(()) => Ok(Response::new(MoveLeaderResponse {
+                header: Some(self.node.header(0)),
+            })),
+            Err(ketch_raft::ProposeError::Timeout) => {
+                Err(Status::unavailable(crate::errors::TRANSFER_TIMEOUT))
+            }
+            Err(e) => Err(crate::errors::propose_status(&e)),
+        }
     }
 
     /// The store lives in memory and compaction frees what it drops at once: there is no file

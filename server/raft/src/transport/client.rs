@@ -22,7 +22,8 @@ use openraft::errors::{
 };
 use openraft::network::{RPCOption, RPCTypes};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, RaftNetworkFactory, RaftNetworkV2};
 use serde::Serialize;
@@ -505,6 +506,17 @@ impl RaftNetworkV2<KetchRaftTypes> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<KetchRaftTypes>, RPCError<KetchRaftTypes>> {
         self.vote_rpc(wire::PATH_PRE_VOTE, rpc, option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<KetchRaftTypes>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<KetchRaftTypes>, RPCError<KetchRaftTypes>> {
+        self.peer
+            .rpc(wire::PATH_TRANSFER_LEADER, &req, ttl(&option))
+            .await
+            .map_err(|e| self.rpc_error(e, RPCTypes::TransferLeader))
     }
 
     async fn full_snapshot(

@@ -139,6 +139,7 @@ async fn handle<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response
         wire::PATH_VOTE => vote(req, |r| raft.vote(r)).await,
         wire::PATH_PRE_VOTE => vote(req, |r| raft.pre_vote(r)).await,
         wire::PATH_SNAPSHOT => install_snapshot(ctx, req).await,
+        wire::PATH_TRANSFER_LEADER => rpc(req, |r| raft.handle_transfer_leader(r)).await,
         wire::PATH_PROPOSE => propose(ctx, req).await,
         wire::PATH_READ_INDEX => read_index(ctx, req).await,
         wire::PATH_MEMBERS => {

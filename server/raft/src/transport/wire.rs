@@ -13,6 +13,7 @@ pub const PATH_APPEND: &str = "/raft/append";
 pub const PATH_VOTE: &str = "/raft/vote";
 pub const PATH_PRE_VOTE: &str = "/raft/prevote";
 pub const PATH_SNAPSHOT: &str = "/raft/snapshot";
+pub const PATH_TRANSFER_LEADER: &str = "/raft/transfer-leader";
 /// A follower forwarding a client's write: the body is the protobuf `RaftRequest` as the log
 /// stores it; the answer is JSON of `Result<ApplyOutcome, ForwardRefusal>`.
 pub const PATH_PROPOSE: &str = "/raft/propose";
