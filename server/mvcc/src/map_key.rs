@@ -22,16 +22,21 @@ pub(crate) enum MapKey {
 
 impl MapKey {
     pub fn new(key: &Bytes) -> Self {
-        if key.len() <= INLINE_KEY_BYTES {
-            let mut bytes = [0u8; INLINE_KEY_BYTES];
-            bytes[..key.len()].copy_from_slice(key);
-            MapKey::Inline {
-                len: key.len() as u8,
-                bytes,
-            }
-        } else {
-            MapKey::Shared(key.clone())
+        Self::inline(key).unwrap_or_else(|| MapKey::Shared(key.clone()))
+    }
+
+    /// The inline form of `key`, or `None` when it is too long to be inline. It holds no
+    /// reference to `key`'s buffer.
+    pub fn inline(key: &[u8]) -> Option<Self> {
+        if key.len() > INLINE_KEY_BYTES {
+            return None;
         }
+        let mut bytes = [0u8; INLINE_KEY_BYTES];
+        bytes[..key.len()].copy_from_slice(key);
+        Some(MapKey::Inline {
+            len: key.len() as u8,
+            bytes,
+        })
     }
 
     pub fn as_slice(&self) -> &[u8] {

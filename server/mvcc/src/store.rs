@@ -518,13 +518,7 @@ impl Store {
             for v in h.versions.iter().take_while(|v| v.mod_rev.main <= rev) {
                 crc = crc32c::crc32c_append(crc, &(k.len() as u32).to_le_bytes());
                 crc = crc32c::crc32c_append(crc, k);
-                for n in [
-                    v.mod_rev.main,
-                    v.mod_rev.sub,
-                    v.create_rev,
-                    v.version,
-                    v.lease,
-                ] {
+                for n in v.fixed_fields() {
                     crc = crc32c::crc32c_append(crc, &n.to_le_bytes());
                 }
                 crc = crc32c::crc32c_append(crc, &(v.value.len() as u32).to_le_bytes());
@@ -591,11 +585,21 @@ fn history_mut<'a>(
     keys: &'a mut BTreeMap<MapKey, KeyHistory>,
     key: &Bytes,
 ) -> (Bytes, &'a mut KeyHistory) {
-    if !keys.contains_key(&key[..]) {
-        let key = copy_of(key);
-        keys.insert(MapKey::new(&key), KeyHistory::new(key));
-    }
-    let h = keys.get_mut(&key[..]).expect("inserted above");
+    let h = match MapKey::inline(key) {
+        // One descent of the tree whether the key is new or not (the put path).
+        Some(map_key) => keys
+            .entry(map_key)
+            .or_insert_with(|| KeyHistory::new(copy_of(key))),
+        None => {
+            // A long key's map key shares its buffer: build it from the stored copy, never
+            // from the request's.
+            if !keys.contains_key(&key[..]) {
+                let key = copy_of(key);
+                keys.insert(MapKey::new(&key), KeyHistory::new(key));
+            }
+            keys.get_mut(&key[..]).expect("inserted above")
+        }
+    };
     (h.key.clone(), h)
 }
 
