@@ -214,14 +214,6 @@ fn run(config: Config) -> anyhow::Result<()> {
                     return;
                 }
             };
-            let (peer_stop, peer_stop_rx) = flume::bounded::<()>(1);
-            let peers = glommio::spawn_local(peer::serve_peers(
-                raft_node.raft.clone(),
-                peer_listeners,
-                cluster_id,
-                peer_recv_dir,
-                peer_stop_rx,
-            ));
             let node = Node::new(
                 cluster_id,
                 member_id,
@@ -230,6 +222,15 @@ fn run(config: Config) -> anyhow::Result<()> {
                 watch_hub,
                 lessor,
             );
+            let (peer_stop, peer_stop_rx) = flume::bounded::<()>(1);
+            let peers = glommio::spawn_local(peer::serve_peers(
+                raft_node.raft.clone(),
+                node.clone(),
+                peer_listeners,
+                cluster_id,
+                peer_recv_dir,
+                peer_stop_rx,
+            ));
             let _ = node_tx.send(Ok(node.clone()));
             let removal = glommio::spawn_local(peer::stop_when_removed(node.clone()));
             let (lease_stop, lease_stop_rx) = flume::bounded::<()>(1);

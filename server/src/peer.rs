@@ -47,11 +47,12 @@ pub fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<glommio::net::TcpListene
         .collect()
 }
 
-/// Serves peer RPCs on `listeners` for `raft` until `stop` is closed or sent to; then closes
+/// Serves peer RPCs (and the forwarded lease calls, for `node`) on `listeners` for `raft` until `stop` is closed or sent to; then closes
 /// the listeners and their connections. `recv_dir` holds snapshots while they arrive
 /// (`<member-dir>/peer-recv`; not the `snap/` directory).
 pub async fn serve_peers<S: StateStore>(
     raft: KetchRaft<S>,
+    node: std::sync::Arc<crate::node::Node>,
     listeners: Vec<glommio::net::TcpListener>,
     cluster_id: u64,
     recv_dir: PathBuf,
@@ -64,11 +65,14 @@ pub async fn serve_peers<S: StateStore>(
             let stopped = async move {
                 let _ = stop.recv_async().await;
             };
-            glommio::spawn_local(ketch_raft::serve_peers(
+            let app: std::rc::Rc<dyn ketch_raft::transport::PeerApp> =
+                std::rc::Rc::new(crate::grpc::LeasePeerApp { node: node.clone() });
+            glommio::spawn_local(ketch_raft::transport::serve_peers_with_app(
                 raft.clone(),
                 listener,
                 cluster_id,
                 recv_dir.clone(),
+                Some(app),
                 stopped,
             ))
         })

@@ -66,6 +66,11 @@ pub(crate) enum Command {
     ReadBarrier {
         reply: Reply<()>,
     },
+    LeaderCall {
+        path: String,
+        body: bytes::Bytes,
+        reply: Reply<bytes::Bytes>,
+    },
     TransferLeader {
         to: MemberId,
         reply: Reply<()>,
@@ -175,6 +180,19 @@ impl<S: StateStore> RaftHandle<S> {
     /// The members as this member last saw them (sorted by ID).
     pub fn membership(&self) -> Arc<MembershipView> {
         self.status.membership.read().clone()
+    }
+
+    /// Sends an application call (`/app/...`) to the leader's `PeerApp` and returns its
+    /// answer; waits for a leader up to the request timeout. `LeaderChanged` when this member
+    /// leads (the caller serves the call itself).
+    pub async fn leader_call(
+        &self,
+        path: &str,
+        body: bytes::Bytes,
+    ) -> Result<bytes::Bytes, ProposeError> {
+        let path = path.to_string();
+        self.call(|reply| Command::LeaderCall { path, body, reply })
+            .await
     }
 
     /// Hands leadership to voter `to` (this member must lead) and returns once `to` leads;

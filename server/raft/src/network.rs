@@ -46,6 +46,16 @@ pub trait LeaderForward: Clone + 'static {
         ttl: Duration,
     ) -> impl Future<Output = Result<u64, ProposeError>>;
 
+    /// Sends an application call (`/app/...`, see `PeerApp`) to the leader.
+    fn app_call(
+        &self,
+        leader: MemberId,
+        node: &Member,
+        path: String,
+        body: bytes::Bytes,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bytes::Bytes, ProposeError>>;
+
     /// Has the leader check and make a membership change.
     fn change_members(
         &self,
@@ -80,6 +90,17 @@ impl LeaderForward for UnreachableNetwork {
             leader_id: leader,
             leader: Some(node.clone()),
         })
+    }
+
+    async fn app_call(
+        &self,
+        _leader: MemberId,
+        _node: &Member,
+        _path: String,
+        _body: bytes::Bytes,
+        _ttl: Duration,
+    ) -> Result<bytes::Bytes, ProposeError> {
+        Err(ProposeError::NoLeader)
     }
 
     async fn change_members(

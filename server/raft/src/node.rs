@@ -515,6 +515,37 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
         }
     }
 
+    /// Sends an application call to the leader, waiting for one while none is known.
+    async fn leader_call(
+        &self,
+        path: String,
+        body: bytes::Bytes,
+        deadline: Instant,
+    ) -> Result<bytes::Bytes, ProposeError> {
+        loop {
+            let metrics = self.raft.metrics().borrow_watched().clone();
+            let leader = metrics.current_leader;
+            let node =
+                leader.and_then(|l| metrics.membership_config.membership().get_node(&l).cloned());
+            let err = match (leader, node) {
+                (Some(l), _) if l == metrics.id => return Err(ProposeError::LeaderChanged),
+                (Some(l), Some(node)) => {
+                    let ttl = deadline.saturating_duration_since(Instant::now());
+                    match self
+                        .forward
+                        .app_call(l, &node, path.clone(), body.clone(), ttl)
+                        .await
+                    {
+                        Ok(answer) => return Ok(answer),
+                        Err(e) => e,
+                    }
+                }
+                _ => ProposeError::NoLeader,
+            };
+            self.pause_or_fail(err, deadline).await?;
+        }
+    }
+
     /// Makes a membership change here if this member leads, else through the leader.
     async fn change_members(
         &self,
@@ -607,6 +638,14 @@ impl<S: StateStore, F: LeaderForward> Driver<S, F> {
                     let deadline = Instant::now() + self.request_timeout;
                     glommio::spawn_local(async move {
                         let _ = reply.send(route.change_members(change, deadline).await);
+                    })
+                    .detach();
+                }
+                Command::LeaderCall { path, body, reply } => {
+                    let route = self.route();
+                    let deadline = Instant::now() + self.request_timeout;
+                    glommio::spawn_local(async move {
+                        let _ = reply.send(route.leader_call(path, body, deadline).await);
                     })
                     .detach();
                 }

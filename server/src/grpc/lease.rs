@@ -1,9 +1,13 @@
-//! The Lease service: grant and revoke go through raft; keep-alive, time-to-live and the
-//! lease list are answered by the leader's lessor, as etcd 3.4's `LeaseServer` does.
+//! The Lease service: grant and revoke go through raft; keep-alive and time-to-live are
+//! answered by the leader's lessor, as etcd 3.4's `LeaseServer` does: a follower forwards
+//! them to the leader over the peer port (`LeasePeerApp`), as etcd forwards to `/leases`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_lite::StreamExt;
 use ketch_proto::ketchpb::{RaftRequest, raft_request, raft_response};
 use ketch_proto::lease_server::Lease;
@@ -12,7 +16,8 @@ use ketch_proto::{
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use tonic::{Request, Response, Status, Streaming};
+use prost::Message;
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::grpc::watch::ChannelStream;
 use crate::lease::LeaseError;
@@ -30,6 +35,85 @@ pub struct LeaseService {
 
 fn propose_request(r: raft_request::Request) -> RaftRequest {
     RaftRequest { request: Some(r) }
+}
+
+/// Peer-port paths of the lease calls a follower forwards to the leader.
+const PEER_RENEW: &str = "/app/lease/renew";
+const PEER_TIME_TO_LIVE: &str = "/app/lease/timetolive";
+
+/// The leader's side of forwarded lease calls. Answers are a status byte (0 = ok, then the
+/// protobuf response; 1 = error, then the gRPC code as 4 bytes big-endian and the message).
+pub struct LeasePeerApp {
+    pub node: Arc<Node>,
+}
+
+impl ketch_raft::transport::PeerApp for LeasePeerApp {
+    fn call(
+        &self,
+        path: String,
+        body: Bytes,
+    ) -> Pin<Box<dyn Future<Output = Result<Bytes, String>>>> {
+        let node = self.node.clone();
+        Box::pin(async move {
+            let answer = match path.as_str() {
+                PEER_RENEW => match LeaseKeepAliveRequest::decode(body) {
+                    Ok(req) => renew_here(&node, req.id).await.map(|r| r.encode_to_vec()),
+                    Err(e) => return Err(e.to_string()),
+                },
+                PEER_TIME_TO_LIVE => match LeaseTimeToLiveRequest::decode(body) {
+                    Ok(req) => time_to_live_here(&node, req)
+                        .await
+                        .map(|r| r.encode_to_vec()),
+                    Err(e) => return Err(e.to_string()),
+                },
+                _ => return Err(format!("unknown lease call {path}")),
+            };
+            Ok(encode_answer(answer))
+        })
+    }
+}
+
+fn encode_answer(answer: Result<Vec<u8>, Status>) -> Bytes {
+    let mut out = Vec::new();
+    match answer {
+        Ok(body) => {
+            out.push(0);
+            out.extend_from_slice(&body);
+        }
+        Err(status) => {
+            out.push(1);
+            out.extend_from_slice(&(status.code() as i32).to_be_bytes());
+            out.extend_from_slice(status.message().as_bytes());
+        }
+    }
+    Bytes::from(out)
+}
+
+fn decode_answer<M: Message + Default>(mut answer: Bytes) -> Result<M, Status> {
+    let bad = || Status::internal("ketch: malformed answer from the leader");
+    match answer.first().copied() {
+        Some(0) => M::decode(answer.split_off(1)).map_err(|_| bad()),
+        Some(1) if answer.len() >= 5 => {
+            let code = i32::from_be_bytes([answer[1], answer[2], answer[3], answer[4]]);
+            let message = String::from_utf8_lossy(&answer[5..]).into_owned();
+            Err(Status::new(Code::from_i32(code), message))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Sends a lease call to the leader; the header is this member's, as etcd's is.
+async fn via_leader<M: Message + Default>(
+    node: &Node,
+    path: &str,
+    req: impl Message,
+) -> Result<M, Status> {
+    let answer = node
+        .raft
+        .leader_call(path, Bytes::from(req.encode_to_vec()))
+        .await
+        .map_err(|e| crate::errors::propose_status(&e))?;
+    decode_answer(answer)
 }
 
 fn require_leader(node: &Node) -> Result<(), Status> {
@@ -106,31 +190,13 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let _inflight = self.node.enter();
         let req = req.into_inner();
-        require_leader(&self.node)?;
-        self.node.read_barrier().await?;
-        let store = self.node.raft.store();
-        let store = store.read();
-        let header = Some(self.node.header(store.revision()));
-        let resp = match store.lease_ttl(req.id) {
-            Some(ttl) => LeaseTimeToLiveResponse {
-                header,
-                id: req.id,
-                ttl: self.node.lessor.remaining_secs(req.id, ttl),
-                granted_ttl: ttl.granted_ttl,
-                keys: if req.keys {
-                    store.keys_of_lease(req.id).into_iter().collect()
-                } else {
-                    Vec::new()
-                },
-            },
-            None => LeaseTimeToLiveResponse {
-                header,
-                id: req.id,
-                ttl: -1,
-                ..Default::default()
-            },
-        };
-        Ok(Response::new(resp))
+        if !self.node.raft.status().is_leader {
+            let mut resp: LeaseTimeToLiveResponse =
+                via_leader(&self.node, PEER_TIME_TO_LIVE, req).await?;
+            resp.header = Some(self.node.header(self.node.raft.store().read().revision()));
+            return Ok(Response::new(resp));
+        }
+        Ok(Response::new(time_to_live_here(&self.node, req).await?))
     }
 
     async fn lease_leases(
@@ -178,9 +244,52 @@ async fn keep_alive_loop(
     }
 }
 
-/// One keep-alive: the header is taken before renewing (so its revision is not newer than
-/// the renewal, as etcd notes); TTL 0 means the lease does not exist.
+/// TimeToLive on the leader: remaining TTL from its lessor, after a ReadIndex round.
+async fn time_to_live_here(
+    node: &Node,
+    req: LeaseTimeToLiveRequest,
+) -> Result<LeaseTimeToLiveResponse, Status> {
+    require_leader(node)?;
+    node.read_barrier().await?;
+    let store = node.raft.store();
+    let store = store.read();
+    let header = Some(node.header(store.revision()));
+    let resp = match store.lease_ttl(req.id) {
+        Some(ttl) => LeaseTimeToLiveResponse {
+            header,
+            id: req.id,
+            ttl: node.lessor.remaining_secs(req.id, ttl),
+            granted_ttl: ttl.granted_ttl,
+            keys: if req.keys {
+                store.keys_of_lease(req.id).into_iter().collect()
+            } else {
+                Vec::new()
+            },
+        },
+        None => LeaseTimeToLiveResponse {
+            header,
+            id: req.id,
+            ttl: -1,
+            ..Default::default()
+        },
+    };
+    Ok(resp)
+}
+
+/// One keep-alive: through the leader when this member follows.
 async fn renew(node: &Node, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+    if node.raft.status().is_leader {
+        return renew_here(node, id).await;
+    }
+    let mut resp: LeaseKeepAliveResponse =
+        via_leader(node, PEER_RENEW, LeaseKeepAliveRequest { id }).await?;
+    resp.header = Some(node.header(node.raft.store().read().revision()));
+    Ok(resp)
+}
+
+/// One keep-alive on the leader: the header is taken before renewing (so its revision is not newer than
+/// the renewal, as etcd notes); TTL 0 means the lease does not exist.
+async fn renew_here(node: &Node, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
     require_leader(node)?;
     let revision = node.raft.store().read().revision();
     let header = Some(node.header(revision));

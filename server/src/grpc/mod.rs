@@ -17,6 +17,7 @@ use ketch_proto::watch_server::WatchServer;
 use tonic::service::Routes;
 
 use crate::node::Node;
+pub use lease::LeasePeerApp;
 
 /// gRPC allows this much above --max-request-bytes for framing, as etcd does, so that an
 /// oversize request reaches etcd's own "request is too large" check.

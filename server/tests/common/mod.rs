@@ -17,6 +17,14 @@ pub fn free_port() -> u16 {
         .expect("binding 127.0.0.1:0")
 }
 
+/// One member's name, ports and `--initial-cluster`.
+pub struct Member<'a> {
+    pub name: &'a str,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub initial_cluster: &'a str,
+}
+
 pub struct ServerProcess {
     pub child: Child,
     pub client_port: u16,
@@ -39,8 +47,26 @@ impl ServerProcess {
         peer_port: u16,
         extra: &[&str],
     ) -> ServerProcess {
-        let client = format!("http://127.0.0.1:{client_port}");
-        let peer = format!("http://127.0.0.1:{peer_port}");
+        let cluster = format!("default=http://127.0.0.1:{peer_port}");
+        let member = Member {
+            name: "default",
+            client_port,
+            peer_port,
+            initial_cluster: &cluster,
+        };
+        Self::start_member(bin, data_dir, &member, extra, &[])
+    }
+
+    /// Starts one member of a cluster (`--initial-cluster-state new`) with `env` added.
+    pub fn start_member(
+        bin: &Path,
+        data_dir: &Path,
+        m: &Member<'_>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
+        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let peer = format!("http://127.0.0.1:{}", m.peer_port);
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -48,7 +74,7 @@ impl ServerProcess {
             .open(&log)
             .expect("opening server log");
         let child = Command::new(bin)
-            .args(["--name", "default", "--data-dir"])
+            .args(["--name", m.name, "--data-dir"])
             .arg(data_dir)
             .args([
                 "--listen-client-urls",
@@ -62,8 +88,9 @@ impl ServerProcess {
                 "--initial-advertise-peer-urls",
                 &peer,
             ])
-            .args(["--initial-cluster", &format!("default={peer}")])
+            .args(["--initial-cluster", m.initial_cluster])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("cloning log handle"))
             .stderr(log_file)
@@ -71,11 +98,45 @@ impl ServerProcess {
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
         ServerProcess {
             child,
-            client_port,
-            peer_port,
+            client_port: m.client_port,
+            peer_port: m.peer_port,
             data_dir: data_dir.to_path_buf(),
             log,
         }
+    }
+
+    /// Starts `n` members named m0.. under `dir` on fresh ports, waits until all are healthy.
+    pub fn start_cluster(
+        bin: &Path,
+        dir: &Path,
+        n: usize,
+        env: &[(&str, &str)],
+    ) -> Vec<ServerProcess> {
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let cluster: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
+            .collect();
+        let cluster = cluster.join(",");
+        let mut members: Vec<ServerProcess> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (c, p))| {
+                let name = format!("m{i}");
+                let member = Member {
+                    name: &name,
+                    client_port: *c,
+                    peer_port: *p,
+                    initial_cluster: &cluster,
+                };
+                Self::start_member(bin, &dir.join(&name), &member, &[], env)
+            })
+            .collect();
+        for m in &mut members {
+            m.wait_healthy(Duration::from_secs(30));
+        }
+        members
     }
 
     pub fn endpoint(&self) -> String {

@@ -202,6 +202,28 @@ impl LeaderForward for PeerNetwork {
         }
     }
 
+    async fn app_call(
+        &self,
+        leader: MemberId,
+        node: &Member,
+        path: String,
+        body: Bytes,
+        ttl: Duration,
+    ) -> Result<Bytes, ProposeError> {
+        let peer = self.forward_peer(leader, node);
+        let header = (wire::TIMEOUT_HEADER, ttl.as_millis().to_string());
+        match peer.post(&path, body, Some(header), ttl).await {
+            Ok(answer) => Ok(answer),
+            Err(PeerError::Timeout { .. }) => Err(ProposeError::Timeout),
+            // Application calls are reads or idempotent (a lease renewal): whatever failed,
+            // ask the leader again (a new one, if this one died).
+            Err(e) => {
+                tracing::debug!("application call {path} to the leader: {e}");
+                Err(ProposeError::NoLeader)
+            }
+        }
+    }
+
     async fn change_members(
         &self,
         leader: MemberId,

@@ -12,4 +12,4 @@ pub use client::{
     CONNECT_TIMEOUT, MAX_IN_FLIGHT_PER_PEER, PeerClient, PeerError, PeerNetwork,
     RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN, RPC_TIMEOUT_MIN,
 };
-pub use server::{MAX_PEER_CONNECTIONS, serve_peers};
+pub use server::{MAX_PEER_CONNECTIONS, PeerApp, serve_peers, serve_peers_with_app};

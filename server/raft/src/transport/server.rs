@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -41,8 +42,19 @@ const FORWARD_TTL_MAX: Duration = Duration::from_secs(30);
 /// Counter making received snapshot file names unique within the process.
 static RECEIVED_SNAPSHOTS: AtomicU64 = AtomicU64::new(0);
 
+/// The application's calls on the peer port (paths under `/app/`), e.g. lease keep-alives a
+/// follower forwards to the leader. Runs on the raft executor.
+pub trait PeerApp {
+    fn call(
+        &self,
+        path: String,
+        body: Bytes,
+    ) -> Pin<Box<dyn Future<Output = Result<Bytes, String>>>>;
+}
+
 struct Ctx<S: StateStore> {
     raft: KetchRaft<S>,
+    app: Option<Rc<dyn PeerApp>>,
     cluster_id: String,
     recv_dir: PathBuf,
 }
@@ -57,9 +69,22 @@ pub async fn serve_peers<S: StateStore>(
     recv_dir: PathBuf,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_peers_with_app(raft, listener, cluster_id, recv_dir, None, stop).await
+}
+
+/// [`serve_peers`], also answering the application's `/app/` calls with `app`.
+pub async fn serve_peers_with_app<S: StateStore>(
+    raft: KetchRaft<S>,
+    listener: glommio::net::TcpListener,
+    cluster_id: u64,
+    recv_dir: PathBuf,
+    app: Option<Rc<dyn PeerApp>>,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(&recv_dir)?;
     let ctx = Rc::new(Ctx {
         raft,
+        app,
         cluster_id: format!("{cluster_id:x}"),
         recv_dir,
     });
@@ -155,6 +180,7 @@ async fn handle<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response
             })
             .await
         }
+        p if p.starts_with(wire::PATH_APP_PREFIX) && ctx.app.is_some() => app_call(ctx, req).await,
         _ => reply(StatusCode::NOT_FOUND, "unknown peer path"),
     }
 }
@@ -205,6 +231,21 @@ where
     };
     let answer = call(decoded).await.map_err(|e| e.to_string());
     reply(StatusCode::OK, wire::encode(&answer))
+}
+
+async fn app_call<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(app) = ctx.app.clone() else {
+        return reply(StatusCode::NOT_FOUND, "unknown peer path");
+    };
+    let path = req.uri().path().to_string();
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match app.call(path, body).await {
+        Ok(answer) => reply(StatusCode::OK, answer),
+        Err(text) => reply(StatusCode::INTERNAL_SERVER_ERROR, text),
+    }
 }
 
 /// etcd's peer `/members`: every member with its ID, name, URLs and learner flag.

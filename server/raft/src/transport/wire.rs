@@ -31,6 +31,9 @@ pub const PATH_MEMBERS_LIST: &str = "/members";
 pub const ETCD_CLUSTER_HEADER: &str = "x-etcd-cluster-id";
 /// The body of a 410 Gone answer to a removed member (etcd's wording).
 pub const REMOVED_TEXT: &str = "the member has been permanently removed from the cluster";
+/// Prefix of the application's own peer calls (see `PeerApp`): the body is the
+/// application's; the answer is its bytes (200) or an error text (500).
+pub const PATH_APP_PREFIX: &str = "/app/";
 /// Header of forwarded requests: how long the follower waits, in milliseconds.
 pub const TIMEOUT_HEADER: &str = "x-ketch-timeout-ms";
 /// Header of a snapshot POST holding [`SnapshotHeader`] as JSON.
