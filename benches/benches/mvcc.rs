@@ -1,5 +1,7 @@
 //! MVCC store hot paths: put (256 B values over 100k keys), range of one key, range of a
-//! 100-key prefix, and a compare-and-swap txn, on a store preloaded with 100k keys.
+//! 100-key prefix, a compare-and-swap txn, and what a raft snapshot costs (the store's copy,
+//! which holds up applying, and its serialization, which does not), on a store preloaded
+//! with 100k keys.
 //! Run: `cargo bench -p ketch-benches --bench mvcc`.
 //!
 //! Times are the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall time: the
@@ -199,8 +201,23 @@ fn bench_txn(c: &mut Bench, store: &Store) {
     g.finish();
 }
 
+fn bench_snapshot(c: &mut Bench, store: &Store) {
+    let mut g = c.benchmark_group("mvcc");
+    g.sample_size(10);
+    g.bench_function("snapshot_copy_100k_keys", |b| b.iter(|| black_box(store.clone())));
+    g.bench_function("write_snapshot_100k_keys", |b| {
+        b.iter(|| {
+            let mut out = Vec::new();
+            store.write_snapshot(&mut out).expect("in memory");
+            black_box(out)
+        })
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Bench) {
     let store = loaded_store();
+    bench_snapshot(c, &store);
     bench_put(c, &store);
     bench_range(c, &store);
     bench_txn(c, &store);

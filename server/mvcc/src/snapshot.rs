@@ -18,26 +18,33 @@ pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 const FLAG_TOMBSTONE: u8 = 1;
 
 impl Store {
-    /// Writes the snapshot to `w` in one write: it is built in memory, then its CRC-32C is
-    /// computed in one pass (a running CRC per field cost more than the rest together).
+    /// Writes the snapshot to `w` in one write (see [`Store::append_snapshot`]).
     pub fn write_snapshot(&self, w: &mut impl Write) -> std::io::Result<()> {
-        let mut out = Vec::with_capacity(self.snapshot_len_estimate());
+        let mut out = Vec::new();
+        self.append_snapshot(&mut out);
+        w.write_all(&out)
+    }
+
+    /// Appends the snapshot to `out`: built in memory, then its CRC-32C computed in one pass
+    /// (a running CRC per field cost more than the rest together).
+    pub fn append_snapshot(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.reserve(self.snapshot_len_estimate());
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&self.current_rev.to_le_bytes());
         out.extend_from_slice(&self.compact_rev.to_le_bytes());
         out.extend_from_slice(&(self.keys.len() as u64).to_le_bytes());
         for history in self.keys.values() {
-            put_key_history(&mut out, history);
+            put_key_history(out, history);
         }
         let ids = self.leases.ids();
         out.extend_from_slice(&(ids.len() as u64).to_le_bytes());
         for id in ids {
             out.extend_from_slice(&id.to_le_bytes());
         }
-        let crc = crc32c::crc32c(&out);
+        let crc = crc32c::crc32c(&out[start..]);
         out.extend_from_slice(&crc.to_le_bytes());
-        w.write_all(&out)
     }
 
     /// Bytes of the snapshot, give or take (every retained write's key, value and fields).

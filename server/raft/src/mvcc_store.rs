@@ -27,9 +27,10 @@ impl StateStore for Store {
         Store::write_snapshot(self, &mut w)
     }
 
-    fn snapshot_copy(&self) -> Option<Self> {
-        // Values are shared `Bytes`: the copy duplicates the tree, not the data.
-        Some(self.clone())
+    fn snapshot_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.append_snapshot(&mut out);
+        out
     }
 
     fn read_snapshot(&mut self, mut r: &mut dyn Read) -> io::Result<()> {

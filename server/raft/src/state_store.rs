@@ -22,15 +22,13 @@ pub trait StateStore: Default + Send + Sync + 'static {
     /// Writes the whole state.
     fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()>;
 
-    /// A copy of the whole state that `write_snapshot` can serialize later, elsewhere. A
-    /// store whose copy is much cheaper than its serialization returns one, so that taking
-    /// a snapshot holds up applying only for the copy; `None` (the default) serializes in
-    /// place.
-    fn snapshot_copy(&self) -> Option<Self>
-    where
-        Self: Sized,
-    {
-        None
+    /// The whole state as `write_snapshot` writes it. A store that builds it in memory anyway
+    /// returns that buffer, saving a copy of the whole state.
+    fn snapshot_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_snapshot(&mut out)
+            .expect("writing a snapshot into memory does not fail");
+        out
     }
 
     /// Replaces the whole state with a snapshot written by `write_snapshot`.

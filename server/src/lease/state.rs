@@ -111,13 +111,18 @@ impl StateStore for ReplicatedStore {
     }
 
     fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()> {
-        let mut mvcc = Vec::new();
-        self.mvcc.write_snapshot(&mut mvcc)?;
-        let mut out = Vec::with_capacity(mvcc.len() + 32 + self.ttls.len() * 24);
+        w.write_all(&self.snapshot_bytes())
+    }
+
+    fn snapshot_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
         out.extend_from_slice(STATE_MAGIC);
         out.extend_from_slice(&STATE_FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(mvcc.len() as u64).to_le_bytes());
-        out.extend_from_slice(&mvcc);
+        let len_at = out.len();
+        out.extend_from_slice(&0u64.to_le_bytes()); // the MVCC part's length, set below
+        self.mvcc.append_snapshot(&mut out);
+        let mvcc_len = (out.len() - len_at - 8) as u64;
+        out[len_at..len_at + 8].copy_from_slice(&mvcc_len.to_le_bytes());
         out.extend_from_slice(&(self.ttls.len() as u64).to_le_bytes());
         for (id, t) in &self.ttls {
             for n in [*id, t.granted_ttl, t.remaining_ttl] {
@@ -126,12 +131,7 @@ impl StateStore for ReplicatedStore {
         }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
-        w.write_all(&out)
-    }
-
-    fn snapshot_copy(&self) -> Option<Self> {
-        // Values are shared `Bytes`: the copy duplicates the trees, not the data.
-        Some(self.clone())
+        out
     }
 
     fn read_snapshot(&mut self, r: &mut dyn Read) -> io::Result<()> {
