@@ -73,6 +73,7 @@ pub fn member_status(err: &MemberChangeError) -> Status {
     match err {
         MemberChangeError::NotFound => Status::not_found(err.to_string()),
         MemberChangeError::BadUrls => Status::invalid_argument(err.to_string()),
+        MemberChangeError::Unhealthy => Status::unavailable(err.to_string()),
         MemberChangeError::Raft(refusal) => propose_status(&refusal.clone().into_error()),
         _ => Status::failed_precondition(err.to_string()),
     }

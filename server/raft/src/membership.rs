@@ -138,6 +138,9 @@ pub enum MemberChangeError {
     LearnerNotReady,
     #[error("etcdserver: re-configuration failed due to not enough started members")]
     NotEnoughStarted,
+    /// A voter is unreachable (add), or removing this one would leave too few reachable.
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
     /// The change was not made for a raft reason (no leader, timeout, ...).
     #[error("{0:?}")]
     Raft(ForwardRefusal),
@@ -167,11 +170,14 @@ pub struct LearnerProgress {
     pub leader_last: u64,
 }
 
-/// etcd's checks for `change` against `view`; `progress` is consulted for promotions.
+/// etcd's checks for `change` against `view`; `progress` is consulted for promotions,
+/// `connected` (is the leader in touch with this member; true for the leader) for etcd's
+/// health checks on add and remove.
 pub fn plan(
     view: &MembershipView,
     change: &MemberChange,
     progress: impl Fn(MemberId) -> Option<LearnerProgress>,
+    connected: impl Fn(MemberId) -> bool,
 ) -> Result<Plan, MemberChangeError> {
     match change {
         MemberChange::Publish {
@@ -194,7 +200,13 @@ pub fn plan(
             id,
             peer_urls,
             learner,
-        } => plan_add(view, *id, peer_urls, *learner),
+        } => {
+            // etcd: every voter must be reachable before the cluster grows.
+            if !view.voters().all(|m| connected(m.id)) {
+                return Err(MemberChangeError::Unhealthy);
+            }
+            plan_add(view, *id, peer_urls, *learner)
+        }
         MemberChange::Remove { id } => {
             let current = view.get(*id).ok_or(MemberChangeError::NotFound)?;
             if current.is_learner {
@@ -202,6 +214,9 @@ pub fn plan(
             }
             if !ready_to_remove_voter(view, *id) {
                 return Err(MemberChangeError::NotEnoughStarted);
+            }
+            if !safe_to_remove_voter(view, *id, &connected) {
+                return Err(MemberChangeError::Unhealthy);
             }
             Ok(Plan::RemoveVoter(*id))
         }
@@ -298,6 +313,21 @@ fn ready_to_remove_voter(view: &MembershipView, id: MemberId) -> bool {
     started >= quorum(rest.len())
 }
 
+/// etcd's `mayRemoveMember` health rule: a member that is down may go; otherwise the
+/// reachable voters left must still make a quorum of the voters left.
+fn safe_to_remove_voter(
+    view: &MembershipView,
+    id: MemberId,
+    connected: &impl Fn(MemberId) -> bool,
+) -> bool {
+    if !connected(id) {
+        return true;
+    }
+    let voters = view.voters().count();
+    let active = view.voters().filter(|m| connected(m.id)).count();
+    active - 1 >= 1 + (voters - 1) / 2
+}
+
 /// etcd's `IsReadyToPromoteMember`.
 fn ready_to_promote(view: &MembershipView, learner: &MemberView) -> bool {
     let members = view.voters().count() + 1;
@@ -342,21 +372,54 @@ mod tests {
         None
     }
 
+    fn all_up(_: MemberId) -> bool {
+        true
+    }
+
+    /// etcd's health rules: no add while a voter is down; removing a member that is up is
+    /// refused when the reachable rest would not make a quorum; a down member may go.
+    #[test]
+    fn adds_and_removes_respect_reachability() {
+        let v = view(&[(1, "a"), (2, "b"), (3, "c")], &[]);
+        let two_down = |id| id != 2;
+        assert_eq!(
+            plan(&v, &add(9, 9999, true), no_progress, two_down),
+            Err(MemberChangeError::Unhealthy)
+        );
+        assert_eq!(
+            plan(&v, &add(9, 9999, false), no_progress, two_down),
+            Err(MemberChangeError::Unhealthy)
+        );
+        let remove3 = MemberChange::Remove { id: 3 };
+        assert_eq!(
+            plan(&v, &remove3, no_progress, two_down),
+            Err(MemberChangeError::Unhealthy)
+        );
+        assert_eq!(
+            plan(&v, &MemberChange::Remove { id: 2 }, no_progress, two_down),
+            Ok(Plan::RemoveVoter(2))
+        );
+        assert_eq!(
+            plan(&v, &remove3, no_progress, all_up),
+            Ok(Plan::RemoveVoter(3))
+        );
+    }
+
     /// etcd's add rules: duplicate ID or peer URL, bad URL, one learner at most, and the
     /// started-quorum check that refuses a second unstarted voter in a small cluster.
     #[test]
     fn add_follows_etcds_rules() {
         let three = view(&[(1, "a"), (2, "b"), (3, "c")], &[]);
         assert!(matches!(
-            plan(&three, &add(9, 9999, false), no_progress),
+            plan(&three, &add(9, 9999, false), no_progress, all_up),
             Ok(Plan::AddVoters(_))
         ));
         assert_eq!(
-            plan(&three, &add(2, 9999, false), no_progress),
+            plan(&three, &add(2, 9999, false), no_progress, all_up),
             Err(MemberChangeError::IdExists)
         );
         assert_eq!(
-            plan(&three, &add(9, 2381, true), no_progress),
+            plan(&three, &add(9, 2381, true), no_progress, all_up),
             Err(MemberChangeError::PeerUrlExists)
         );
         let bad = MemberChange::Add {
@@ -365,27 +428,27 @@ mod tests {
             learner: false,
         };
         assert_eq!(
-            plan(&three, &bad, no_progress),
+            plan(&three, &bad, no_progress, all_up),
             Err(MemberChangeError::BadUrls)
         );
         let with_learner = view(&[(1, "a"), (2, "b"), (3, "c")], &[(4, "")]);
         assert_eq!(
-            plan(&with_learner, &add(9, 9999, true), no_progress),
+            plan(&with_learner, &add(9, 9999, true), no_progress, all_up),
             Err(MemberChangeError::TooManyLearners)
         );
 
         let one = view(&[(1, "a")], &[]);
         assert!(
-            plan(&one, &add(9, 9999, false), no_progress).is_ok(),
+            plan(&one, &add(9, 9999, false), no_progress, all_up).is_ok(),
             "second member of one"
         );
         let one_pending = view(&[(1, "a"), (2, "")], &[]);
         assert_eq!(
-            plan(&one_pending, &add(9, 9999, false), no_progress),
+            plan(&one_pending, &add(9, 9999, false), no_progress, all_up),
             Err(MemberChangeError::NotEnoughStarted)
         );
         assert!(
-            plan(&one_pending, &add(9, 9999, true), no_progress).is_ok(),
+            plan(&one_pending, &add(9, 9999, true), no_progress, all_up).is_ok(),
             "learners are not counted"
         );
     }
@@ -395,25 +458,25 @@ mod tests {
     fn remove_and_promote_follow_etcds_rules() {
         let v = view(&[(1, "a"), (2, "b"), (3, "")], &[(4, "d")]);
         assert_eq!(
-            plan(&v, &MemberChange::Remove { id: 7 }, no_progress),
+            plan(&v, &MemberChange::Remove { id: 7 }, no_progress, all_up),
             Err(MemberChangeError::NotFound)
         );
         assert_eq!(
-            plan(&v, &MemberChange::Remove { id: 4 }, no_progress),
+            plan(&v, &MemberChange::Remove { id: 4 }, no_progress, all_up),
             Ok(Plan::RemoveLearner(4))
         );
         assert_eq!(
-            plan(&v, &MemberChange::Remove { id: 3 }, no_progress),
+            plan(&v, &MemberChange::Remove { id: 3 }, no_progress, all_up),
             Ok(Plan::RemoveVoter(3))
         );
         assert_eq!(
-            plan(&v, &MemberChange::Remove { id: 1 }, no_progress),
+            plan(&v, &MemberChange::Remove { id: 1 }, no_progress, all_up),
             Err(MemberChangeError::NotEnoughStarted)
         );
 
         let promote = MemberChange::Promote { id: 4 };
         assert_eq!(
-            plan(&v, &MemberChange::Promote { id: 1 }, no_progress),
+            plan(&v, &MemberChange::Promote { id: 1 }, no_progress, all_up),
             Err(MemberChangeError::NotLearner)
         );
         let lagging = |_| {
@@ -423,7 +486,7 @@ mod tests {
             })
         };
         assert_eq!(
-            plan(&v, &promote, lagging),
+            plan(&v, &promote, lagging, all_up),
             Err(MemberChangeError::LearnerNotReady)
         );
         let synced = |_| {
@@ -432,7 +495,10 @@ mod tests {
                 leader_last: 100,
             })
         };
-        assert_eq!(plan(&v, &promote, synced), Ok(Plan::PromoteLearner(4)));
+        assert_eq!(
+            plan(&v, &promote, synced, all_up),
+            Ok(Plan::PromoteLearner(4))
+        );
     }
 
     /// Publishing sets name and client URLs, keeps peer URLs, and is a no-op when repeated.
@@ -444,7 +510,7 @@ mod tests {
             name: "a".into(),
             client_urls: vec!["http://127.0.0.1:2379".into()],
         };
-        let Ok(Plan::SetNodes(nodes)) = plan(&v, &publish, no_progress) else {
+        let Ok(Plan::SetNodes(nodes)) = plan(&v, &publish, no_progress, all_up) else {
             panic!("expected SetNodes")
         };
         assert_eq!(
@@ -452,6 +518,9 @@ mod tests {
             vec!["http://127.0.0.1:2380".to_string()]
         );
         let done = MembershipView::from_openraft(&nodes, &BTreeSet::from([1]));
-        assert_eq!(plan(&done, &publish, no_progress), Ok(Plan::Nothing));
+        assert_eq!(
+            plan(&done, &publish, no_progress, all_up),
+            Ok(Plan::Nothing)
+        );
     }
 }

@@ -43,6 +43,10 @@ thread_local! {
     static MEMBERSHIP_CHANGES: Rc<glommio::sync::Semaphore> = Rc::new(glommio::sync::Semaphore::new(1));
 }
 
+/// A member that acknowledged the leader within this time counts as connected for etcd's
+/// membership health checks.
+const CONNECTED_ACK_MAX: Duration = Duration::from_secs(1);
+
 /// How long one attempt to publish this member's attributes may take, and the pause
 /// between attempts.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(7);
@@ -345,7 +349,17 @@ pub(crate) async fn change_members_here<S: StateStore>(
     let lock = MEMBERSHIP_CHANGES.with(Rc::clone);
     let _one_at_a_time = lock.acquire_permit(1).await;
     let one = |id| BTreeSet::from([id]);
-    let written = match membership::plan(&view, &change, progress)? {
+    // Reachable: acknowledged a heartbeat or an append recently (etcd: connected in the
+    // last health interval).
+    let heartbeats = metrics.heartbeat.clone().unwrap_or_default();
+    let connected = |id| {
+        id == metrics.id
+            || heartbeats
+                .get(&id)
+                .and_then(|t| t.as_ref())
+                .is_some_and(|t| t.elapsed() < CONNECTED_ACK_MAX)
+    };
+    let written = match membership::plan(&view, &change, progress, connected)? {
         Plan::Nothing => return Ok(view),
         Plan::SetNodes(nodes) => {
             raft.change_membership(ChangeMembers::SetNodes(nodes), false)

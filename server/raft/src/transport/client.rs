@@ -572,7 +572,7 @@ impl PeerClient {
             vote,
             meta: snapshot.meta,
         };
-        let header = String::from_utf8(wire::encode(&header)).expect("JSON is UTF-8");
+        let header = String::from_utf8(wire::encode_json(&header)).expect("JSON is UTF-8");
         let to_streaming = |e: PeerError| match self.rpc_error(e, RPCTypes::InstallSnapshot) {
             RPCError::Timeout(t) => StreamingError::Timeout(t),
             RPCError::Network(n) => StreamingError::Network(n),

@@ -263,7 +263,7 @@ fn members_list<S: StateStore>(ctx: &Ctx<S>) -> Response<Full<Bytes>> {
             is_learner: m.is_learner,
         })
         .collect();
-    let mut r = reply(StatusCode::OK, wire::encode(&members));
+    let mut r = reply(StatusCode::OK, wire::encode_json(&members));
     if let Ok(v) = http::HeaderValue::from_str(&ctx.cluster_id) {
         r.headers_mut().insert(wire::ETCD_CLUSTER_HEADER, v);
     }
@@ -332,7 +332,7 @@ async fn install_snapshot<S: StateStore>(
         .headers()
         .get(wire::SNAPSHOT_HEADER)
         .and_then(|v| v.to_str().ok())
-        .map(|v| wire::decode::<SnapshotHeader>(v.as_bytes()));
+        .map(|v| serde_json::from_str::<SnapshotHeader>(v));
     let header = match header {
         Some(Ok(h)) => h,
         Some(Err(e)) => return reply(StatusCode::BAD_REQUEST, format!("snapshot header: {e}")),

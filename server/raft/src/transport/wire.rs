@@ -1,5 +1,5 @@
 //! What travels on the peer port (ketch to ketch only, so not protobuf): HTTP/2 POSTs whose
-//! bodies are JSON of openraft's own request and response types. A response body is JSON of
+//! bodies are bincode of openraft's own request and response types. A response body is bincode of
 //! `Result<response, String>`: `Err` carries the text of the error the peer's raft answered
 //! (it stopped, for instance). A snapshot is sent as the raw bytes of its file (see
 //! `snapshot_file`), with the vote and the snapshot meta as JSON in a header.
@@ -49,14 +49,20 @@ pub struct SnapshotHeader {
     pub meta: SnapshotMeta,
 }
 
-/// Encodes a request or response body.
+/// Encodes a request or response body: bincode (standard configuration) of openraft's serde
+/// types. Entries' payloads are bytes, so an append costs little more than its entries.
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("raft messages serialize")
+    bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("raft messages serialize")
 }
 
 /// Decodes a request or response body.
-pub fn decode<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, serde_json::Error> {
-    serde_json::from_slice(b)
+pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, bincode::error::DecodeError> {
+    bincode::serde::decode_from_slice(b, bincode::config::standard()).map(|(v, _)| v)
+}
+
+/// etcd's peer `/members` body is JSON.
+pub fn encode_json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("members serialize")
 }
 
 /// Why a leader did not serve a forwarded request.
