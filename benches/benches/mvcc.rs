@@ -204,7 +204,9 @@ fn bench_txn(c: &mut Bench, store: &Store) {
 fn bench_snapshot(c: &mut Bench, store: &Store) {
     let mut g = c.benchmark_group("mvcc");
     g.sample_size(10);
-    g.bench_function("snapshot_copy_100k_keys", |b| b.iter(|| black_box(store.clone())));
+    g.bench_function("snapshot_copy_100k_keys", |b| {
+        b.iter(|| black_box(store.clone()))
+    });
     g.bench_function("write_snapshot_100k_keys", |b| {
         b.iter(|| {
             let mut out = Vec::new();

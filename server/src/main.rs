@@ -170,6 +170,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     signals.thread_block().context("blocking SIGTERM/SIGINT")?;
 
     let limits = Limits {
+        election_timeout: std::time::Duration::from_millis(config.election_timeout_ms),
         max_request_bytes: config.max_request_bytes as usize,
         max_txn_ops: config.max_txn_ops as usize,
     };

@@ -16,6 +16,8 @@ use crate::metrics::ServerMetrics;
 pub struct Limits {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// `--election-timeout`: how often require-leader watch streams check for a leader.
+    pub election_timeout: std::time::Duration,
 }
 
 pub struct Node {

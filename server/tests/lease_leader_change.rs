@@ -21,7 +21,9 @@ const KILL_AFTER: Duration = Duration::from_secs(3);
 const EXPIRY_SLACK: Duration = Duration::from_millis(2500);
 
 async fn connect(m: &ServerProcess) -> Client {
-    Client::connect([m.endpoint()], None).await.expect("connect")
+    Client::connect([m.endpoint()], None)
+        .await
+        .expect("connect")
 }
 
 /// Index of the member that leads, as Status reports.
@@ -72,8 +74,15 @@ async fn lease_expires_on_time_after_the_leader_is_killed() {
     // The key lives until (almost) its TTL...
     let ttl = Duration::from_secs(TTL_SECS as u64);
     while granted.elapsed() < ttl - Duration::from_millis(500) {
-        assert!(key_exists(&mut s).await, "expired early at {:?}", granted.elapsed());
-        keeper.keep_alive().await.expect("keep-alive through a follower");
+        assert!(
+            key_exists(&mut s).await,
+            "expired early at {:?}",
+            granted.elapsed()
+        );
+        keeper
+            .keep_alive()
+            .await
+            .expect("keep-alive through a follower");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // ...and is gone soon after it, decided by the new leader.
@@ -89,8 +98,22 @@ async fn lease_expires_on_time_after_the_leader_is_killed() {
     println!("expired {:?} after the grant", granted.elapsed());
     let other = (lead + 2) % 3;
     let mut o = connect(&members[other]).await;
-    let ttl_of_kept = o.lease_time_to_live(kept, None).await.expect("TimeToLive").ttl();
-    assert!(ttl_of_kept > 0, "the kept-alive lease is alive on every member");
-    let ttl_of_expired = o.lease_time_to_live(lease, None).await.expect("TimeToLive").ttl();
-    assert_eq!(ttl_of_expired, -1, "the expired lease is gone on every member");
+    let ttl_of_kept = o
+        .lease_time_to_live(kept, None)
+        .await
+        .expect("TimeToLive")
+        .ttl();
+    assert!(
+        ttl_of_kept > 0,
+        "the kept-alive lease is alive on every member"
+    );
+    let ttl_of_expired = o
+        .lease_time_to_live(lease, None)
+        .await
+        .expect("TimeToLive")
+        .ttl();
+    assert_eq!(
+        ttl_of_expired, -1,
+        "the expired lease is gone on every member"
+    );
 }

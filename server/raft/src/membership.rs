@@ -36,6 +36,24 @@ pub fn is_removed(id: MemberId) -> bool {
         .contains(&id)
 }
 
+/// When each member (of this process) last heard from a leader through an accepted append:
+/// a follower whose leader fell silent for an election timeout reports no leader, as etcd's
+/// followers do once their election timer fires (with pre-vote, openraft's follower keeps its
+/// vote, and so its leader, until another member wins).
+static LEADER_CONTACT: Mutex<BTreeMap<MemberId, std::time::Instant>> = Mutex::new(BTreeMap::new());
+
+/// Records that `me` just accepted an append (or starts counting from now).
+pub fn touch_leader_contact(me: MemberId) {
+    let mut map = LEADER_CONTACT.lock().unwrap_or_else(|e| e.into_inner());
+    map.insert(me, std::time::Instant::now());
+}
+
+/// Time since `me` last heard from a leader, if it is counting.
+pub fn since_leader_contact(me: MemberId) -> Option<std::time::Duration> {
+    let map = LEADER_CONTACT.lock().unwrap_or_else(|e| e.into_inner());
+    map.get(&me).map(|t| t.elapsed())
+}
+
 /// One member as the Cluster API lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberView {
@@ -325,7 +343,8 @@ fn safe_to_remove_voter(
     }
     let voters = view.voters().count();
     let active = view.voters().filter(|m| connected(m.id)).count();
-    active - 1 >= 1 + (voters - 1) / 2
+    // etcd: (active - 1) >= 1 + (voters - 1) / 2, the removed member being active
+    active > 1 + (voters - 1) / 2
 }
 
 /// etcd's `IsReadyToPromoteMember`.

@@ -238,8 +238,10 @@ where
     }
     let status = Arc::new(StatusCell::default());
     // Filled before the handle exists, so its first `status()` is already current.
-    copy_metrics(&raft.metrics().borrow_watched(), &status);
-    glommio::spawn_local(track_metrics(raft.clone(), status.clone())).detach();
+    let lease = Duration::from_millis(opts.election_timeout_ms);
+    copy_metrics(&raft.metrics().borrow_watched(), &status, lease);
+    let tick = Duration::from_millis(opts.heartbeat_ms.max(1));
+    glommio::spawn_local(track_metrics(raft.clone(), status.clone(), lease, tick)).detach();
     let (tx, rx) = flume::bounded(COMMAND_QUEUE_CAPACITY);
     let driver = Driver {
         raft: raft.clone(),
@@ -288,7 +290,10 @@ async fn wait_single_member_ready<S: StateStore>(
     Ok(())
 }
 
-fn copy_metrics(m: &openraft::RaftMetrics<KetchRaftTypes>, status: &StatusCell) {
+/// `lease`: a leader of several voters whose last quorum acknowledgement is older than this
+/// has lost its quorum and is reported leaderless (etcd's leader steps down then, with
+/// CheckQuorum; openraft's keeps its role but refuses proposals).
+fn copy_metrics(m: &openraft::RaftMetrics<KetchRaftTypes>, status: &StatusCell, lease: Duration) {
     let view = membership_view(m.membership_config.membership());
     let old = status.membership.read().clone();
     if *old != view {
@@ -297,7 +302,21 @@ fn copy_metrics(m: &openraft::RaftMetrics<KetchRaftTypes>, status: &StatusCell) 
         }
         *status.membership.write() = Arc::new(view);
     }
-    let leader = m.current_leader.unwrap_or(0);
+    let voters = m.membership_config.membership().voter_ids().count();
+    let quorum_lost = m.current_leader == Some(m.id)
+        && voters > 1
+        && m.last_quorum_acked
+            .as_ref()
+            .is_none_or(|t| t.elapsed() > lease);
+    // A follower whose leader has been silent for the lease has no leader (etcd's follower
+    // campaigns then and forgets it).
+    let leader_silent = m.current_leader.is_some_and(|l| l != m.id)
+        && membership::since_leader_contact(m.id).is_some_and(|d| d > lease);
+    let leader = if quorum_lost || leader_silent {
+        0
+    } else {
+        m.current_leader.unwrap_or(0)
+    };
     status.leader_id.store(leader, Ordering::Release);
     status.term.store(m.current_term, Ordering::Release);
     status
@@ -309,10 +328,9 @@ fn copy_metrics(m: &openraft::RaftMetrics<KetchRaftTypes>, status: &StatusCell) 
     status
         .applied_index
         .store(m.last_applied.map_or(0, |l| l.index), Ordering::Release);
-    status.is_leader.store(
-        m.current_leader.is_some() && leader == m.id,
-        Ordering::Release,
-    );
+    status
+        .is_leader
+        .store(leader != 0 && leader == m.id, Ordering::Release);
 }
 
 pub(crate) fn membership_view(m: &openraft::Membership<MemberId, Member>) -> MembershipView {
@@ -431,12 +449,23 @@ async fn publish<S: StateStore, F: LeaderForward>(
     }
 }
 
-/// Copies openraft's metrics into the atomics read by `RaftHandle::status`.
-async fn track_metrics<S: StateStore>(raft: KetchRaft<S>, status: Arc<StatusCell>) {
+/// Copies openraft's metrics into the atomics read by `RaftHandle::status`, on every change
+/// and every `tick` (a lost quorum shows in no metrics change: time alone reveals it).
+async fn track_metrics<S: StateStore>(
+    raft: KetchRaft<S>,
+    status: Arc<StatusCell>,
+    lease: Duration,
+    tick: Duration,
+) {
     let mut rx = raft.metrics();
     loop {
-        copy_metrics(&rx.borrow_watched(), &status);
-        if rx.changed().await.is_err() {
+        copy_metrics(&rx.borrow_watched(), &status, lease);
+        let changed = futures::future::select(
+            Box::pin(rx.changed()),
+            Box::pin(glommio::timer::sleep(tick)),
+        )
+        .await;
+        if let futures::future::Either::Left((Err(_), _)) = changed {
             return;
         }
     }

@@ -75,7 +75,10 @@ fn votes_are_served_only_within_the_cluster_and_dead_peers_back_off() {
         .position(|e| e.starts_with("unreachable:") && e.contains("refused"))
         .unwrap_or_else(|| panic!("no refused dial in {errors:?}"));
     assert!(refused <= 1, "{errors:?}");
-    assert!(errors[..refused].iter().all(|e| e.starts_with("network:")), "{errors:?}");
+    assert!(
+        errors[..refused].iter().all(|e| e.starts_with("network:")),
+        "{errors:?}"
+    );
     let next = errors[refused + 1];
     assert!(
         next.starts_with("unreachable:") && next.contains("backing off"),

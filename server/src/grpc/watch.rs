@@ -64,10 +64,38 @@ impl Watch for WatchService {
         let (tx, rx) = flume::bounded(OUTBOUND_CAPACITY);
         let (closed_tx, closed_rx) = flume::bounded::<()>(1);
         // Handlers run on the accepting shard's executor; the stream's task stays there.
+        if require_leader {
+            glommio::spawn_local(cancel_without_leader(self.node.clone(), tx.clone())).detach();
+        }
         glommio::spawn_local(stream::run(self.node.clone(), inbound, tx, closed_rx)).detach();
         Ok(Response::new(Box::pin(ChannelStream::new(
             rx,
             Some(closed_tx),
         ))))
+    }
+}
+
+/// etcd's `maxNoLeaderCnt`: a require-leader stream ends after this many election timeouts
+/// in a row without a leader.
+const MAX_NO_LEADER_CHECKS: u32 = 3;
+
+/// etcd's `monitorLeader` for one require-leader stream: checked once per election timeout;
+/// after `MAX_NO_LEADER_CHECKS` checks in a row without a leader the stream ends with
+/// `etcdserver: no leader`. Ends with the stream.
+async fn cancel_without_leader(node: Arc<Node>, out: flume::Sender<Result<WatchResponse, Status>>) {
+    let mut without_leader = 0;
+    while !out.is_disconnected() {
+        glommio::timer::sleep(node.limits.election_timeout).await;
+        if node.raft.status().leader_id == 0 {
+            without_leader += 1;
+        } else {
+            without_leader = 0;
+        }
+        if without_leader >= MAX_NO_LEADER_CHECKS {
+            let _ = out
+                .send_async(Err(Status::unavailable(crate::errors::NO_LEADER)))
+                .await;
+            return;
+        }
     }
 }

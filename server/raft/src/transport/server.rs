@@ -54,6 +54,7 @@ pub trait PeerApp {
 
 struct Ctx<S: StateStore> {
     raft: KetchRaft<S>,
+    me: crate::types::MemberId,
     app: Option<Rc<dyn PeerApp>>,
     cluster_id: String,
     recv_dir: PathBuf,
@@ -82,7 +83,10 @@ pub async fn serve_peers_with_app<S: StateStore>(
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(&recv_dir)?;
+    let me = raft.metrics().borrow_watched().id;
+    crate::membership::touch_leader_contact(me);
     let ctx = Rc::new(Ctx {
+        me,
         raft,
         app,
         cluster_id: format!("{cluster_id:x}"),
@@ -160,7 +164,11 @@ async fn handle<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response
     let path = req.uri().path().to_string();
     let raft = &ctx.raft;
     match path.as_str() {
-        wire::PATH_APPEND => rpc(req, |r| raft.append_entries(r)).await,
+        wire::PATH_APPEND => {
+            let answer = rpc(req, |r| raft.append_entries(r)).await;
+            crate::membership::touch_leader_contact(ctx.me);
+            answer
+        }
         wire::PATH_VOTE => vote(req, |r| raft.vote(r)).await,
         wire::PATH_PRE_VOTE => vote(req, |r| raft.pre_vote(r)).await,
         wire::PATH_SNAPSHOT => install_snapshot(ctx, req).await,
@@ -332,7 +340,7 @@ async fn install_snapshot<S: StateStore>(
         .headers()
         .get(wire::SNAPSHOT_HEADER)
         .and_then(|v| v.to_str().ok())
-        .map(|v| serde_json::from_str::<SnapshotHeader>(v));
+        .map(serde_json::from_str::<SnapshotHeader>);
     let header = match header {
         Some(Ok(h)) => h,
         Some(Err(e)) => return reply(StatusCode::BAD_REQUEST, format!("snapshot header: {e}")),
