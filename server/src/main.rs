@@ -204,7 +204,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             };
             let started = ketch_raft::start::<lease::ReplicatedStore, _>(
                 raft_options,
-                peer::network(member_id, cluster_id),
+                ketch_raft::PeerNetwork::new(member_id, cluster_id),
                 Some(watch_hub.sink()),
             )
             .await;

@@ -97,10 +97,7 @@ impl Node {
 
     /// Whether this member is a learner (it serves serializable reads only, as in etcd).
     pub fn is_learner(&self) -> bool {
-        self.raft
-            .membership()
-            .get(self.member_id)
-            .is_some_and(|m| m.is_learner)
+        self.raft.is_learner()
     }
 
     /// Counts a request as in flight until the guard drops; shutdown waits for zero.

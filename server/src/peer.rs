@@ -7,12 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use ketch_config::Config;
-use ketch_raft::{KetchRaft, PeerNetwork, StateStore};
-
-/// openraft's network for `start`: HTTP/2 to each member's first peer URL.
-pub fn network(member_id: u64, cluster_id: u64) -> PeerNetwork {
-    PeerNetwork::new(member_id, cluster_id)
-}
+use ketch_raft::{KetchRaft, StateStore};
 
 /// The socket addresses of `--listen-peer-urls` (duplicates removed).
 pub fn listen_addrs(config: &Config) -> anyhow::Result<Vec<SocketAddr>> {

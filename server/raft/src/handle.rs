@@ -113,6 +113,10 @@ pub(crate) struct StatusCell {
     pub read_rounds: AtomicU64,
     /// The membership as last committed or proposed (openraft's effective membership).
     pub membership: RwLock<Arc<MembershipView>>,
+    /// The log entry `membership` was built from: the view is rebuilt only when it changes.
+    pub membership_log: parking_lot::Mutex<Option<crate::types::LogId>>,
+    /// Whether this member is a learner in `membership` (read on every client request).
+    pub is_learner: AtomicBool,
     /// Set once this member's attributes are in the membership (etcd's "published"): from
     /// then on it serves clients.
     pub published: AtomicBool,
@@ -206,6 +210,11 @@ impl<S: StateStore> RaftHandle<S> {
     /// it applied its own removal); etcd's removed member stops.
     pub fn is_removed(&self, me: MemberId) -> bool {
         crate::membership::is_removed(me)
+    }
+
+    /// Whether this member is a learner (it then refuses writes and linearizable reads).
+    pub fn is_learner(&self) -> bool {
+        self.status.is_learner.load(Ordering::Acquire)
     }
 
     /// Whether this member has published its name and client URLs to the cluster (etcd

@@ -294,13 +294,17 @@ async fn wait_single_member_ready<S: StateStore>(
 /// has lost its quorum and is reported leaderless (etcd's leader steps down then, with
 /// CheckQuorum; openraft's keeps its role but refuses proposals).
 fn copy_metrics(m: &openraft::RaftMetrics<KetchRaftTypes>, status: &StatusCell, lease: Duration) {
-    let view = membership_view(m.membership_config.membership());
-    let old = status.membership.read().clone();
-    if *old != view {
+    let membership_log = *m.membership_config.log_id();
+    if *status.membership_log.lock() != membership_log {
+        let view = membership_view(m.membership_config.membership());
+        let old = status.membership.read().clone();
         for gone in old.members.iter().filter(|o| view.get(o.id).is_none()) {
             membership::mark_removed(gone.id);
         }
+        let learner = view.get(m.id).is_some_and(|v| v.is_learner);
+        status.is_learner.store(learner, Ordering::Release);
         *status.membership.write() = Arc::new(view);
+        *status.membership_log.lock() = membership_log;
     }
     let voters = m.membership_config.membership().voter_ids().count();
     let quorum_lost = m.current_leader == Some(m.id)
@@ -492,6 +496,12 @@ struct Driver<S: StateStore, F: LeaderForward> {
 }
 
 /// Who serves client requests: this member or, on a follower, the leader.
+enum Leader {
+    Me,
+    Other(MemberId, Member),
+    Unknown,
+}
+
 #[derive(Clone)]
 struct Route<S: StateStore, F: LeaderForward> {
     raft: KetchRaft<S>,
@@ -566,13 +576,9 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
         deadline: Instant,
     ) -> Result<bytes::Bytes, ProposeError> {
         loop {
-            let metrics = self.raft.metrics().borrow_watched().clone();
-            let leader = metrics.current_leader;
-            let node =
-                leader.and_then(|l| metrics.membership_config.membership().get_node(&l).cloned());
-            let err = match (leader, node) {
-                (Some(l), _) if l == metrics.id => return Err(ProposeError::LeaderChanged),
-                (Some(l), Some(node)) => {
+            let err = match self.leader() {
+                Leader::Me => return Err(ProposeError::LeaderChanged),
+                Leader::Other(l, node) => {
                     let ttl = deadline.saturating_duration_since(Instant::now());
                     match self
                         .forward
@@ -583,7 +589,7 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
                         Err(e) => e,
                     }
                 }
-                _ => ProposeError::NoLeader,
+                Leader::Unknown => ProposeError::NoLeader,
             };
             self.pause_or_fail(err, deadline).await?;
         }
@@ -596,30 +602,23 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
         deadline: Instant,
     ) -> Result<MembershipView, MemberChangeError> {
         loop {
-            let metrics = self.raft.metrics().borrow_watched().clone();
-            let leader = metrics.current_leader;
-            let leader_node =
-                leader.and_then(|l| metrics.membership_config.membership().get_node(&l).cloned());
-            let res = match (leader, leader_node) {
-                (Some(l), _) if l == metrics.id => {
-                    change_members_here(&self.raft, change.clone()).await
-                }
-                (Some(l), Some(node)) => {
+            let res = match self.leader() {
+                Leader::Me => change_members_here(&self.raft, change.clone()).await,
+                Leader::Other(l, node) => {
                     let ttl = deadline.saturating_duration_since(Instant::now());
                     self.forward
                         .change_members(l, &node, change.clone(), ttl)
                         .await
                 }
-                _ => Err(MemberChangeError::Raft(ForwardRefusal::NoLeader)),
+                Leader::Unknown => Err(MemberChangeError::Raft(ForwardRefusal::NoLeader)),
             };
             match res {
                 Err(MemberChangeError::Raft(
                     ForwardRefusal::NoLeader | ForwardRefusal::NotLeader,
                 )) => {
-                    if Instant::now() + self.retry_pause >= deadline {
+                    if !self.pause_before(deadline).await {
                         return Err(MemberChangeError::Raft(ForwardRefusal::Timeout));
                     }
-                    glommio::timer::sleep(self.retry_pause).await;
                 }
                 other => return other,
             }
@@ -650,11 +649,33 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
         if !retry {
             return Err(err);
         }
-        if Instant::now() + self.retry_pause >= deadline {
+        if !self.pause_before(deadline).await {
             return Err(ProposeError::Timeout);
         }
-        glommio::timer::sleep(self.retry_pause).await;
         Ok(())
+    }
+
+    /// Waits one retry pause; false (without waiting) when that would pass `deadline`.
+    async fn pause_before(&self, deadline: Instant) -> bool {
+        if Instant::now() + self.retry_pause >= deadline {
+            return false;
+        }
+        glommio::timer::sleep(self.retry_pause).await;
+        true
+    }
+
+    /// Who leads, as this member last saw it (the leader's record from the membership).
+    fn leader(&self) -> Leader {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        match m.current_leader {
+            Some(l) if l == m.id => Leader::Me,
+            Some(l) => match m.membership_config.membership().get_node(&l) {
+                Some(node) => Leader::Other(l, node.clone()),
+                None => Leader::Unknown,
+            },
+            None => Leader::Unknown,
+        }
     }
 }
 

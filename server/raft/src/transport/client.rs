@@ -100,6 +100,21 @@ impl PeerNetwork {
         }
     }
 
+    /// A forwarded request to the leader, on the forwarding connection, decoded as
+    /// `Result<T, String>` (see `wire`).
+    async fn forward_rpc<T: DeserializeOwned>(
+        &self,
+        leader: MemberId,
+        node: &Member,
+        path: &str,
+        body: Bytes,
+        ttl: Duration,
+    ) -> Result<T, PeerError> {
+        let peer = self.forward_peer(leader, node);
+        let answer = peer.post_forward(path, body, ttl).await?;
+        peer.answer(&answer)
+    }
+
     fn forward_peer(&self, target: MemberId, node: &Member) -> Rc<Peer> {
         peer_for(
             self.me,
@@ -157,12 +172,9 @@ impl LeaderForward for PeerNetwork {
         data: RequestBytes,
         ttl: Duration,
     ) -> Result<Result<RaftResponse, ApplyError>, ProposeError> {
-        let peer = self.forward_peer(leader, node);
-        let header = (wire::TIMEOUT_HEADER, ttl.as_millis().to_string());
-        let answer = peer
-            .post(wire::PATH_PROPOSE, data.0, Some(header), ttl)
-            .await
-            .and_then(|body| peer.answer::<Result<ApplyOutcome, ForwardRefusal>>(&body));
+        let answer: Result<Result<ApplyOutcome, ForwardRefusal>, _> = self
+            .forward_rpc(leader, node, wire::PATH_PROPOSE, data.0, ttl)
+            .await;
         match answer {
             Ok(Ok(outcome)) => Ok(outcome.0),
             Ok(Err(refusal)) => Err(refusal.into_error()),
@@ -184,12 +196,9 @@ impl LeaderForward for PeerNetwork {
         node: &Member,
         ttl: Duration,
     ) -> Result<u64, ProposeError> {
-        let peer = self.forward_peer(leader, node);
-        let header = (wire::TIMEOUT_HEADER, ttl.as_millis().to_string());
-        let answer = peer
-            .post(wire::PATH_READ_INDEX, Bytes::new(), Some(header), ttl)
-            .await
-            .and_then(|body| peer.answer::<Result<u64, ForwardRefusal>>(&body));
+        let answer: Result<Result<u64, ForwardRefusal>, _> = self
+            .forward_rpc(leader, node, wire::PATH_READ_INDEX, Bytes::new(), ttl)
+            .await;
         match answer {
             Ok(Ok(index)) => Ok(index),
             Ok(Err(refusal)) => Err(refusal.into_error()),
@@ -211,8 +220,7 @@ impl LeaderForward for PeerNetwork {
         ttl: Duration,
     ) -> Result<Bytes, ProposeError> {
         let peer = self.forward_peer(leader, node);
-        let header = (wire::TIMEOUT_HEADER, ttl.as_millis().to_string());
-        match peer.post(&path, body, Some(header), ttl).await {
+        match peer.post_forward(&path, body, ttl).await {
             Ok(answer) => Ok(answer),
             Err(PeerError::Timeout { .. }) => Err(ProposeError::Timeout),
             // Application calls are reads or idempotent (a lease renewal): whatever failed,
@@ -231,13 +239,10 @@ impl LeaderForward for PeerNetwork {
         change: MemberChange,
         ttl: Duration,
     ) -> Result<MembershipView, MemberChangeError> {
-        let peer = self.forward_peer(leader, node);
-        let header = (wire::TIMEOUT_HEADER, ttl.as_millis().to_string());
         let body = Bytes::from(wire::encode(&change));
-        let answer = peer
-            .post(wire::PATH_MEMBERS, body, Some(header), ttl)
-            .await
-            .and_then(|body| peer.answer::<Result<MembershipView, MemberChangeError>>(&body));
+        let answer = self
+            .forward_rpc(leader, node, wire::PATH_MEMBERS, body, ttl)
+            .await;
         match answer {
             Ok(answer) => answer,
             Err(PeerError::Unreachable { .. }) => {
@@ -416,7 +421,18 @@ impl Peer {
         })
     }
 
-    /// One JSON RPC: the peer answers `Result<Resp, String>`.
+    /// A forwarded client request: tells the leader how long this member waits.
+    async fn post_forward(
+        &self,
+        path: &str,
+        body: Bytes,
+        ttl: Duration,
+    ) -> Result<Bytes, PeerError> {
+        let header = (wire::TIMEOUT_HEADER, ttl.as_millis().to_string());
+        self.post(path, body, Some(header), ttl).await
+    }
+
+    /// One RPC: the peer answers `Result<Resp, String>`.
     async fn rpc<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         path: &str,
