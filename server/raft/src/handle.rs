@@ -188,7 +188,7 @@ impl<S: StateStore> RaftHandle<S> {
 
     /// Sends an application call (`/app/...`) to the leader's `PeerApp` and returns its
     /// answer; waits for a leader up to the request timeout. `LeaderChanged` when this member
-    /// leads (the caller serves the call itself).
+    /// leads (its status says so too: the caller serves the call itself).
     pub async fn leader_call(
         &self,
         path: &str,

@@ -505,6 +505,7 @@ enum Leader {
 #[derive(Clone)]
 struct Route<S: StateStore, F: LeaderForward> {
     raft: KetchRaft<S>,
+    status: Arc<StatusCell>,
     forward: F,
     retry_pause: Duration,
 }
@@ -577,7 +578,12 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
     ) -> Result<bytes::Bytes, ProposeError> {
         loop {
             let err = match self.leader() {
-                Leader::Me => return Err(ProposeError::LeaderChanged),
+                // Raft names this member leader; once its status does too (a quorum ack
+                // right after an election), the caller serves the call itself.
+                Leader::Me if self.status.is_leader.load(Ordering::Acquire) => {
+                    return Err(ProposeError::LeaderChanged);
+                }
+                Leader::Me => ProposeError::NoLeader,
                 Leader::Other(l, node) => {
                     let ttl = deadline.saturating_duration_since(Instant::now());
                     match self
@@ -683,6 +689,7 @@ impl<S: StateStore, F: LeaderForward> Driver<S, F> {
     fn route(&self) -> Route<S, F> {
         Route {
             raft: self.raft.clone(),
+            status: self.status.clone(),
             forward: self.forward.clone(),
             retry_pause: self.retry_pause,
         }

@@ -22,6 +22,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use crate::grpc::watch::ChannelStream;
 use crate::lease::LeaseError;
 use crate::node::Node;
+use ketch_raft::ProposeError;
 
 /// Keep-alive responses buffered per stream before the stream task waits for the client.
 const KEEPALIVE_OUTBOUND_CAPACITY: usize = 16;
@@ -103,17 +104,34 @@ fn decode_answer<M: Message + Default>(mut answer: Bytes) -> Result<M, Status> {
 }
 
 /// Sends a lease call to the leader; the header is this member's, as etcd's is.
-async fn via_leader<M: Message + Default>(
+/// Where a lease call is answered.
+enum Served<M> {
+    /// This member leads: answer from its own lessor.
+    Here,
+    /// The leader answered.
+    There(M),
+}
+
+/// Sends a lease call to the leader unless this member leads. Right after an election raft
+/// may name this member leader before its status does: the route waits for the status and
+/// answers `LeaderChanged`, and the call is served here.
+async fn dispatch<M: Message + Default>(
     node: &Node,
     path: &str,
-    req: impl Message,
-) -> Result<M, Status> {
-    let answer = node
+    req: &impl Message,
+) -> Result<Served<M>, Status> {
+    if node.raft.status().is_leader {
+        return Ok(Served::Here);
+    }
+    match node
         .raft
         .leader_call(path, Bytes::from(req.encode_to_vec()))
         .await
-        .map_err(|e| crate::errors::propose_status(&e))?;
-    decode_answer(answer)
+    {
+        Ok(answer) => decode_answer(answer).map(Served::There),
+        Err(ProposeError::LeaderChanged) => Ok(Served::Here),
+        Err(e) => Err(crate::errors::propose_status(&e)),
+    }
 }
 
 fn require_leader(node: &Node) -> Result<(), Status> {
@@ -190,13 +208,13 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let _inflight = self.node.enter();
         let req = req.into_inner();
-        if !self.node.raft.status().is_leader {
-            let mut resp: LeaseTimeToLiveResponse =
-                via_leader(&self.node, PEER_TIME_TO_LIVE, req).await?;
-            resp.header = Some(self.node.header(self.node.raft.store().read().revision()));
-            return Ok(Response::new(resp));
+        match dispatch::<LeaseTimeToLiveResponse>(&self.node, PEER_TIME_TO_LIVE, &req).await? {
+            Served::Here => Ok(Response::new(time_to_live_here(&self.node, req).await?)),
+            Served::There(mut resp) => {
+                resp.header = Some(self.node.header(self.node.raft.store().read().revision()));
+                Ok(Response::new(resp))
+            }
         }
-        Ok(Response::new(time_to_live_here(&self.node, req).await?))
     }
 
     async fn lease_leases(
@@ -278,13 +296,15 @@ async fn time_to_live_here(
 
 /// One keep-alive: through the leader when this member follows.
 async fn renew(node: &Node, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
-    if node.raft.status().is_leader {
-        return renew_here(node, id).await;
+    match dispatch::<LeaseKeepAliveResponse>(node, PEER_RENEW, &LeaseKeepAliveRequest { id })
+        .await?
+    {
+        Served::Here => renew_here(node, id).await,
+        Served::There(mut resp) => {
+            resp.header = Some(node.header(node.raft.store().read().revision()));
+            Ok(resp)
+        }
     }
-    let mut resp: LeaseKeepAliveResponse =
-        via_leader(node, PEER_RENEW, LeaseKeepAliveRequest { id }).await?;
-    resp.header = Some(node.header(node.raft.store().read().revision()));
-    Ok(resp)
 }
 
 /// One keep-alive on the leader: the header is taken before renewing (so its revision is not newer than
