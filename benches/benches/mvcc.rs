@@ -14,7 +14,9 @@ use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use ketch_mvcc::Store;
 use ketch_proto::compare::{CompareResult, CompareTarget, TargetUnion};
-use ketch_proto::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest, request_op};
+use ketch_proto::{
+    CompactionRequest, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest, request_op,
+};
 
 /// Criterion measurement by the calling thread's CPU time.
 struct ThreadCpuTime;
@@ -91,10 +93,13 @@ fn bench_put(c: &mut Bench, store: &Store) {
     let mut g = c.benchmark_group("mvcc");
     g.throughput(Throughput::Elements(1));
     let reqs: Vec<PutRequest> = (0..KEY_COUNT).map(put_req).collect();
+    // One copy for every sample: criterion calls the routine once per sample, and a copy per
+    // sample would time the copy-on-write of the shared key map (a cost paid once after each
+    // snapshot, not per write) instead of the put.
+    let mut s = store.clone();
+    let mut events = Vec::with_capacity(1);
+    let mut i = 0;
     g.bench_function("put_256B_over_100k_keys", |b| {
-        let mut s = store.clone();
-        let mut events = Vec::with_capacity(1);
-        let mut i = 0;
         b.iter(|| {
             events.clear();
             let resp = s.put(&reqs[i % KEY_COUNT], &mut events).expect("put");
@@ -102,6 +107,36 @@ fn bench_put(c: &mut Bench, store: &Store) {
             black_box(resp)
         });
     });
+    // The same puts with a snapshot freeze every 10,000 writes (production freezes every
+    // --snapshot-count, 100,000 by default): the first write to a tree node after a freeze
+    // copies that node's pointers, and each key's first write copies its history. Histories
+    // are kept short by a compaction before each freeze (without it they grow by a version
+    // per key every 100,000 iterations of the benchmark, and so would the copies).
+    const FREEZE_EVERY: usize = 10_000;
+    let compact_all_but_latest = |s: &mut Store| {
+        let compact = CompactionRequest {
+            revision: s.revision() - KEY_COUNT as i64,
+            physical: true,
+        };
+        s.compact(&compact).expect("compact");
+    };
+    compact_all_but_latest(&mut s);
+    let mut frozen = None;
+    let mut n = 0usize;
+    g.bench_function("put_256B_over_100k_keys_freeze_every_10k", |b| {
+        b.iter(|| {
+            n += 1;
+            if n.is_multiple_of(FREEZE_EVERY) {
+                compact_all_but_latest(&mut s);
+                frozen = Some(s.freeze());
+            }
+            events.clear();
+            let resp = s.put(&reqs[i % KEY_COUNT], &mut events).expect("put");
+            i = i.wrapping_mul(7919).wrapping_add(1) % KEY_COUNT;
+            black_box(resp)
+        });
+    });
+    drop(frozen);
     g.throughput(Throughput::Elements(1000));
     g.bench_function("put_1000_new_keys_into_empty_store", |b| {
         b.iter_batched(
@@ -183,12 +218,13 @@ fn cas(i: usize, mod_rev: i64) -> TxnRequest {
 fn bench_txn(c: &mut Bench, store: &Store) {
     let mut g = c.benchmark_group("mvcc");
     g.throughput(Throughput::Elements(1));
+    // One copy for every sample (see `bench_put`).
+    let mut s = store.clone();
+    let mut events = Vec::with_capacity(1);
+    // Key i was written at revision i + 2 by the preload; each CAS moves it on.
+    let mut reqs: Vec<TxnRequest> = (0..KEY_COUNT).map(|i| cas(i, i as i64 + 2)).collect();
+    let mut i = 0;
     g.bench_function("txn_cas_put", |b| {
-        let mut s = store.clone();
-        let mut events = Vec::with_capacity(1);
-        // Key i was written at revision i + 2 by the preload; each CAS moves it on.
-        let mut reqs: Vec<TxnRequest> = (0..KEY_COUNT).map(|i| cas(i, i as i64 + 2)).collect();
-        let mut i = 0;
         b.iter(|| {
             i = (i + 7919) % KEY_COUNT;
             events.clear();
@@ -207,6 +243,7 @@ fn bench_snapshot(c: &mut Bench, store: &Store) {
     g.bench_function("snapshot_copy_100k_keys", |b| {
         b.iter(|| black_box(store.clone()))
     });
+    g.bench_function("freeze_100k_keys", |b| b.iter(|| black_box(store.freeze())));
     g.bench_function("write_snapshot_100k_keys", |b| {
         b.iter(|| {
             let mut out = Vec::new();

@@ -38,5 +38,5 @@ pub mod validate;
 
 pub use error::{GrpcCode, MvccError};
 pub use revision::Revision;
-pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
+pub use snapshot::{FrozenStore, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
 pub use store::Store;

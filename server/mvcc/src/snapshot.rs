@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -11,18 +12,29 @@ use crate::error::MvccError;
 use crate::key_history::{KeyHistory, KeyVersion};
 use crate::map_key::MapKey;
 use crate::revision::Revision;
-use crate::store::{LogEntry, Store};
+use crate::store::{KeyMap, LogEntry, Store};
 
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"KETCHMV\0";
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 const FLAG_TOMBSTONE: u8 = 1;
 
-impl Store {
-    /// Writes the snapshot to `w` in one write (see [`Store::append_snapshot`]).
-    pub fn write_snapshot(&self, w: &mut impl Write) -> std::io::Result<()> {
-        let mut out = Vec::new();
-        self.append_snapshot(&mut out);
-        w.write_all(&out)
+/// What a snapshot holds, frozen at one revision. Taking it is O(1) (the key map is a
+/// persistent B-tree shared with the live store, which copies only the nodes it later
+/// writes), so apply stops for no longer than the lease-id list takes to copy; the
+/// serialisation, which is proportional to every retained write, runs on another thread.
+#[derive(Debug, Clone)]
+pub struct FrozenStore {
+    keys: KeyMap,
+    current_rev: i64,
+    compact_rev: i64,
+    lease_ids: Vec<i64>,
+    size_bytes: i64,
+}
+
+impl FrozenStore {
+    /// The store revision the snapshot is at.
+    pub fn revision(&self) -> i64 {
+        self.current_rev
     }
 
     /// Appends the snapshot to `out`: built in memory, then its CRC-32C computed in one pass
@@ -38,9 +50,8 @@ impl Store {
         for history in self.keys.values() {
             put_key_history(out, history);
         }
-        let ids = self.leases.ids();
-        out.extend_from_slice(&(ids.len() as u64).to_le_bytes());
-        for id in ids {
+        out.extend_from_slice(&(self.lease_ids.len() as u64).to_le_bytes());
+        for id in &self.lease_ids {
             out.extend_from_slice(&id.to_le_bytes());
         }
         let crc = crc32c::crc32c(&out[start..]);
@@ -51,6 +62,31 @@ impl Store {
     fn snapshot_len_estimate(&self) -> usize {
         const HEADER_BYTES: usize = 64;
         HEADER_BYTES + usize::try_from(self.size_bytes).unwrap_or(0)
+    }
+}
+
+impl Store {
+    /// Freezes what a snapshot holds (see [`FrozenStore`]).
+    pub fn freeze(&self) -> FrozenStore {
+        FrozenStore {
+            keys: self.keys.clone(),
+            current_rev: self.current_rev,
+            compact_rev: self.compact_rev,
+            lease_ids: self.leases.ids(),
+            size_bytes: self.size_bytes,
+        }
+    }
+
+    /// Writes the snapshot to `w` in one write (see [`FrozenStore::append_snapshot`]).
+    pub fn write_snapshot(&self, w: &mut impl Write) -> std::io::Result<()> {
+        let mut out = Vec::new();
+        self.append_snapshot(&mut out);
+        w.write_all(&out)
+    }
+
+    /// Appends the snapshot of the current state to `out`.
+    pub fn append_snapshot(&self, out: &mut Vec<u8>) {
+        self.freeze().append_snapshot(out);
     }
 
     /// Reads a snapshot written by `write_snapshot`, checking magic, version and checksum.
@@ -82,7 +118,7 @@ impl Store {
         let key_count = p.u64()?;
         for _ in 0..key_count {
             let (key, history) = p.key_history()?;
-            store.keys.insert(MapKey::new(&key), history);
+            store.keys.insert(MapKey::new(&key), Arc::new(history));
         }
         for _ in 0..p.u64()? {
             store.leases.grant(p.i64()?)?;

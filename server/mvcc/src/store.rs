@@ -2,7 +2,8 @@
 //! catch-up, the current and compacted revisions, and the lease table. Writes go through a
 //! `WriteTxn` so that one request's writes share a main revision (etcd's `storeTxnWrite`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use ketch_proto::ketchpb::{RaftRequest, RaftResponse, raft_request, raft_response};
@@ -20,6 +21,11 @@ use crate::lease::LeaseTable;
 use crate::map_key::MapKey;
 use crate::revision::Revision;
 
+/// Every key's history, by key. A history sits behind its own `Arc`, so the first write to a
+/// tree node after a freeze copies the node's pointers, not its keys' histories; the one
+/// history written is then copied alone (`Arc::make_mut`).
+pub(crate) type KeyMap = imbl::OrdMap<MapKey, Arc<KeyHistory>>;
+
 /// One entry of the change log: which key was written at which revision.
 #[derive(Debug, Clone)]
 pub(crate) struct LogEntry {
@@ -31,7 +37,9 @@ pub(crate) struct LogEntry {
 /// applies the same commands in the same order holds the same state.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pub(crate) keys: BTreeMap<MapKey, KeyHistory>,
+    /// A persistent B-tree: cloning it is O(1) and later writes copy only the nodes they
+    /// touch, so a snapshot freezes the whole map without stopping apply (`Store::freeze`).
+    pub(crate) keys: KeyMap,
     /// Every retained write in revision order (what `events_since` replays).
     pub(crate) log: VecDeque<LogEntry>,
     pub(crate) current_rev: i64,
@@ -77,7 +85,7 @@ impl Store {
     /// An empty store at revision 1, as a fresh etcd.
     pub fn new() -> Self {
         Store {
-            keys: BTreeMap::new(),
+            keys: KeyMap::new(),
             log: VecDeque::new(),
             current_rev: 1,
             compact_rev: -1,
@@ -202,7 +210,7 @@ impl Store {
             .is_some_and(|e| e.rev.main == w.begin_rev + 1)
         {
             let e = self.log.pop_back().expect("checked above");
-            let history = self.keys.get_mut(&e.key[..]).expect("logged key exists");
+            let history = logged_history_mut(&mut self.keys, &e.key);
             let undone = history.versions.pop().expect("logged write exists");
             assert_eq!(undone.mod_rev, e.rev, "mvcc: log and key history disagree");
             self.size_bytes -= undone.size_bytes(e.key.len());
@@ -360,7 +368,7 @@ impl Store {
                 }
             }
             KeySpan::Range(bounds) => {
-                for h in self.keys.range::<[u8], _>(bounds).map(|(_, h)| h) {
+                for h in self.keys.range::<_, [u8]>(bounds).map(|(_, h)| h) {
                     f(&h.key, h);
                 }
             }
@@ -415,7 +423,7 @@ impl Store {
         touched.sort_unstable();
         touched.dedup();
         for key in touched {
-            let history = self.keys.get_mut(&key[..]).expect("logged key exists");
+            let history = logged_history_mut(&mut self.keys, &key);
             self.size_bytes -= history.compact(rev, key.len());
             if history.is_empty() {
                 self.keys.remove(&key[..]);
@@ -581,26 +589,29 @@ impl Store {
 
 /// The key's history, created if new; returns the map's own copy of the key, so that the log
 /// and events share it instead of the request's buffer.
-fn history_mut<'a>(
-    keys: &'a mut BTreeMap<MapKey, KeyHistory>,
-    key: &Bytes,
-) -> (Bytes, &'a mut KeyHistory) {
+fn history_mut<'a>(keys: &'a mut KeyMap, key: &Bytes) -> (Bytes, &'a mut KeyHistory) {
     let h = match MapKey::inline(key) {
         // One descent of the tree whether the key is new or not (the put path).
         Some(map_key) => keys
             .entry(map_key)
-            .or_insert_with(|| KeyHistory::new(copy_of(key))),
+            .or_insert_with(|| Arc::new(KeyHistory::new(copy_of(key)))),
         None => {
             // A long key's map key shares its buffer: build it from the stored copy, never
             // from the request's.
             if !keys.contains_key(&key[..]) {
                 let key = copy_of(key);
-                keys.insert(MapKey::new(&key), KeyHistory::new(key));
+                keys.insert(MapKey::new(&key), Arc::new(KeyHistory::new(key)));
             }
             keys.get_mut(&key[..]).expect("inserted above")
         }
     };
+    let h = Arc::make_mut(h);
     (h.key.clone(), h)
+}
+
+/// The history of a key the change log names (it exists), writable.
+fn logged_history_mut<'a>(keys: &'a mut KeyMap, key: &[u8]) -> &'a mut KeyHistory {
+    Arc::make_mut(keys.get_mut(key).expect("logged key exists"))
 }
 
 /// A fresh buffer holding `b`: stored keys and values must not pin the (possibly large)

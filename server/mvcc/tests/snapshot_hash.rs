@@ -1,7 +1,8 @@
 //! Snapshot format and hash_kv: a round trip restores an equal store (same ranges at every
 //! revision, same leases, same hash, byte-identical re-snapshot); corruption anywhere (a
 //! flipped bit, truncation, bad magic) is refused; equal histories hash equal and a single
-//! differing write changes the hash.
+//! differing write changes the hash; a frozen store keeps the state of its freeze whatever the
+//! live store does afterwards (the snapshot is serialised while apply goes on).
 
 use bytes::Bytes;
 use ketch_mvcc::{MvccError, Store};
@@ -115,4 +116,39 @@ fn hash_is_equal_for_equal_histories_and_sensitive_to_one_write() {
     );
     assert_eq!(a.hash_kv(20), Err(MvccError::Compacted));
     assert_eq!(a.hash_kv(a.revision() + 1), Err(MvccError::FutureRev));
+}
+
+#[test]
+fn a_frozen_store_is_not_changed_by_later_writes_deletes_compaction_or_leases() {
+    let mut s = filled();
+    let before = snapshot(&s);
+    let frozen = s.freeze();
+    for i in 0..200u32 {
+        let put = PutRequest {
+            key: Bytes::from(format!("key/{:02}", i % 23)),
+            value: Bytes::from(vec![0xAB; 64]),
+            ..Default::default()
+        };
+        s.put(&put, &mut Vec::new()).unwrap();
+    }
+    let del = DeleteRangeRequest {
+        key: Bytes::from_static(b"key/00"),
+        range_end: Bytes::from_static(b"key/10"),
+        prev_kv: false,
+    };
+    s.delete_range(&del, &mut Vec::new()).unwrap();
+    s.grant_lease(7).unwrap();
+    s.compact(&CompactionRequest {
+        revision: s.revision() - 5,
+        physical: true,
+    })
+    .unwrap();
+    assert_ne!(snapshot(&s), before, "the live store moved on");
+    let mut from_frozen = Vec::new();
+    frozen.append_snapshot(&mut from_frozen);
+    assert_eq!(
+        from_frozen, before,
+        "the frozen copy still holds the state at its freeze"
+    );
+    assert_eq!(frozen.revision(), 52);
 }

@@ -25,6 +25,6 @@ pub use node::{KetchRaft, RaftNode, RaftOptions, StartError, start};
 pub use runtime::{EXECUTOR_IO_MEMORY_BYTES, GlommioRuntime, executor_builder};
 pub use snapshot_file::SnapshotFile;
 pub use state_machine::EventSink;
-pub use state_store::StateStore;
+pub use state_store::{FrozenState, SerializedState, StateStore};
 pub use transport::{PeerNetwork, serve_peers};
 pub use types::{ApplyError, ApplyOutcome, KetchRaftTypes, Member, MemberId, RequestBytes};

@@ -3,13 +3,13 @@
 //! `MvccError::NotStoreRequest`; a server that replicates them wraps the store in its own
 //! `StateStore`.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
-use ketch_mvcc::{MvccError, Store};
+use ketch_mvcc::{FrozenStore, MvccError, Store};
 use ketch_proto::ketchpb::{RaftRequest, RaftResponse};
 use ketch_proto::mvccpb::Event;
 
-use crate::state_store::StateStore;
+use crate::state_store::{FrozenState, StateStore};
 
 impl StateStore for Store {
     type Event = Event;
@@ -23,14 +23,10 @@ impl StateStore for Store {
         Store::apply(self, req, events)
     }
 
-    fn write_snapshot(&self, mut w: &mut dyn Write) -> io::Result<()> {
-        Store::write_snapshot(self, &mut w)
-    }
+    type Frozen = FrozenStore;
 
-    fn snapshot_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.append_snapshot(&mut out);
-        out
+    fn freeze(&self) -> FrozenStore {
+        Store::freeze(self)
     }
 
     fn read_snapshot(&mut self, mut r: &mut dyn Read) -> io::Result<()> {
@@ -40,5 +36,13 @@ impl StateStore for Store {
 
     fn revision(&self) -> i64 {
         Store::revision(self)
+    }
+}
+
+impl FrozenState for FrozenStore {
+    fn into_snapshot_bytes(self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.append_snapshot(&mut out);
+        out
     }
 }

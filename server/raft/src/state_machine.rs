@@ -15,7 +15,7 @@ use parking_lot::RwLock;
 
 use crate::runtime::GlommioRuntime;
 use crate::snapshot_file::{self, SnapshotFile};
-use crate::state_store::StateStore;
+use crate::state_store::{FrozenState, SerializedState, StateStore};
 use crate::types::{
     ApplyError, ApplyOutcome, EntryPayload, KetchRaftTypes, LogId, SnapshotMeta, StoredMembership,
 };
@@ -44,13 +44,14 @@ impl SnapshotWrites {
         self.0.load(Ordering::Acquire)
     }
 
-    /// Writes the snapshot file on a blocking thread (a large write and its fsyncs would
-    /// stall every task of the raft executor).
-    async fn write(
+    /// Serialises `frozen` and writes the snapshot file on a blocking thread: both are
+    /// proportional to the whole state and would otherwise stall every task of the raft
+    /// executor (heartbeats and AppendEntries included).
+    async fn write<F: FrozenState>(
         &self,
         dir: PathBuf,
         meta: SnapshotMeta,
-        data: Vec<u8>,
+        frozen: F,
     ) -> io::Result<SnapshotFile> {
         struct Done(Arc<AtomicUsize>);
         impl Drop for Done {
@@ -62,7 +63,7 @@ impl SnapshotWrites {
         let done = Done(self.0.clone());
         GlommioRuntime::spawn_blocking(move || {
             let _done = done;
-            snapshot_file::write(&dir, &meta, &data)
+            snapshot_file::write(&dir, &meta, &frozen.into_snapshot_bytes())
         })
         .await?
     }
@@ -125,23 +126,26 @@ impl<S: StateStore> StateMachine<S> {
     }
 }
 
-/// Builds a snapshot file from a copy of the store taken when the builder was created (the
-/// copy matches `meta.last_log_id` exactly, whatever is applied meanwhile).
-pub struct SnapshotBuilder {
+/// Builds a snapshot file from the state frozen when the builder was created (it matches
+/// `meta.last_log_id` exactly, whatever is applied meanwhile).
+pub struct SnapshotBuilder<S: StateStore> {
     meta: SnapshotMeta,
-    data: Vec<u8>,
+    frozen: Option<S::Frozen>,
     snap_dir: PathBuf,
     writes: SnapshotWrites,
 }
 
-impl RaftSnapshotBuilder<KetchRaftTypes> for SnapshotBuilder {
+impl<S: StateStore> RaftSnapshotBuilder<KetchRaftTypes> for SnapshotBuilder<S> {
     type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> Result<KetchSnapshot, io::Error> {
-        let data = std::mem::take(&mut self.data);
+        let frozen = self
+            .frozen
+            .take()
+            .ok_or_else(|| io::Error::other("snapshot builder used twice"))?;
         let file = self
             .writes
-            .write(self.snap_dir.clone(), self.meta.clone(), data)
+            .write(self.snap_dir.clone(), self.meta.clone(), frozen)
             .await?;
         Ok(Snapshot {
             meta: self.meta.clone(),
@@ -152,7 +156,7 @@ impl RaftSnapshotBuilder<KetchRaftTypes> for SnapshotBuilder {
 
 impl<S: StateStore> RaftStateMachine<KetchRaftTypes> for StateMachine<S> {
     type SnapshotData = SnapshotFile;
-    type SnapshotBuilder = SnapshotBuilder;
+    type SnapshotBuilder = SnapshotBuilder<S>;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         Ok((self.applied, self.membership.clone()))
@@ -188,16 +192,16 @@ impl<S: StateStore> RaftStateMachine<KetchRaftTypes> for StateMachine<S> {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        // Applying waits for this serialization (about 18 ms per 100k keys of 256 B values,
-        // benches/benches/mvcc.rs); a copy of the store to serialize elsewhere cost more.
-        let data = self.store.read().snapshot_bytes();
+        // Applying waits only for the freeze (structural sharing); the serialisation runs in
+        // `build_snapshot` on a blocking thread.
+        let frozen = self.store.read().freeze();
         let meta = SnapshotMeta {
             last_log_id: self.applied,
             last_membership: self.membership.clone(),
         };
         SnapshotBuilder {
             meta,
-            data,
+            frozen: Some(frozen),
             snap_dir: self.snap_dir.clone(),
             writes: self.writes.clone(),
         }
@@ -225,7 +229,7 @@ impl<S: StateStore> RaftStateMachine<KetchRaftTypes> for StateMachine<S> {
         if snapshot.path.parent() != Some(self.snap_dir.as_path()) {
             // Received from the leader: keep it as this member's current snapshot.
             self.writes
-                .write(self.snap_dir.clone(), meta.clone(), data)
+                .write(self.snap_dir.clone(), meta.clone(), SerializedState(data))
                 .await?;
         }
         Ok(())

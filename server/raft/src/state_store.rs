@@ -19,16 +19,16 @@ pub trait StateStore: Default + Send + Sync + 'static {
         events: &mut Vec<Self::Event>,
     ) -> Result<RaftResponse, Self::Error>;
 
-    /// Writes the whole state.
-    fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()>;
+    /// The whole state frozen for a snapshot. Apply waits while this runs, so it must be
+    /// cheap (structural sharing, not a copy of every write); the frozen state is serialised
+    /// on a blocking thread while apply goes on.
+    type Frozen: FrozenState;
 
-    /// The whole state as `write_snapshot` writes it. A store that builds it in memory anyway
-    /// returns that buffer, saving a copy of the whole state.
-    fn snapshot_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.write_snapshot(&mut out)
-            .expect("writing a snapshot into memory does not fail");
-        out
+    fn freeze(&self) -> Self::Frozen;
+
+    /// Writes the whole state (what a snapshot of it holds).
+    fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()> {
+        w.write_all(&self.freeze().into_snapshot_bytes())
     }
 
     /// Replaces the whole state with a snapshot written by `write_snapshot`.
@@ -36,4 +36,21 @@ pub trait StateStore: Default + Send + Sync + 'static {
 
     /// The store's current revision (etcd's header revision).
     fn revision(&self) -> i64;
+}
+
+/// A state frozen by [`StateStore::freeze`], serialisable on any thread.
+pub trait FrozenState: Send + 'static {
+    /// The snapshot bytes, as `StateStore::read_snapshot` reads them.
+    fn into_snapshot_bytes(self) -> Vec<u8>;
+}
+
+/// A state serialised when it was frozen: for small stores, where a copy costs nothing worth
+/// moving off the apply path.
+#[derive(Debug, Clone)]
+pub struct SerializedState(pub Vec<u8>);
+
+impl FrozenState for SerializedState {
+    fn into_snapshot_bytes(self) -> Vec<u8> {
+        self.0
+    }
 }

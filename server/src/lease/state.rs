@@ -8,10 +8,10 @@
 //! bare MVCC snapshot (no leases' TTLs) is read too.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::ops::Deref;
 
-use ketch_mvcc::{MvccError, Store};
+use ketch_mvcc::{FrozenStore, MvccError, Store};
 use ketch_proto::ketchpb::{RaftRequest, RaftResponse, raft_request, raft_response};
 use ketch_proto::mvccpb::Event;
 use ketch_proto::{LeaseCheckpointRequest, LeaseCheckpointResponse, ResponseHeader};
@@ -27,6 +27,34 @@ pub struct LeaseTtl {
     pub granted_ttl: i64,
     /// The remaining TTL at the last checkpoint, seconds; 0 when none is recorded.
     pub remaining_ttl: i64,
+}
+
+/// The replicated state frozen for a snapshot (see `StateStore::freeze`).
+pub struct FrozenState {
+    mvcc: FrozenStore,
+    ttls: BTreeMap<i64, LeaseTtl>,
+}
+
+impl ketch_raft::FrozenState for FrozenState {
+    fn into_snapshot_bytes(self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(STATE_MAGIC);
+        out.extend_from_slice(&STATE_FORMAT_VERSION.to_le_bytes());
+        let len_at = out.len();
+        out.extend_from_slice(&0u64.to_le_bytes()); // the MVCC part's length, set below
+        self.mvcc.append_snapshot(&mut out);
+        let mvcc_len = (out.len() - len_at - 8) as u64;
+        out[len_at..len_at + 8].copy_from_slice(&mvcc_len.to_le_bytes());
+        out.extend_from_slice(&(self.ttls.len() as u64).to_le_bytes());
+        for (id, t) in &self.ttls {
+            for n in [*id, t.granted_ttl, t.remaining_ttl] {
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -110,28 +138,13 @@ impl StateStore for ReplicatedStore {
         }
     }
 
-    fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()> {
-        w.write_all(&self.snapshot_bytes())
-    }
+    type Frozen = FrozenState;
 
-    fn snapshot_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(STATE_MAGIC);
-        out.extend_from_slice(&STATE_FORMAT_VERSION.to_le_bytes());
-        let len_at = out.len();
-        out.extend_from_slice(&0u64.to_le_bytes()); // the MVCC part's length, set below
-        self.mvcc.append_snapshot(&mut out);
-        let mvcc_len = (out.len() - len_at - 8) as u64;
-        out[len_at..len_at + 8].copy_from_slice(&mvcc_len.to_le_bytes());
-        out.extend_from_slice(&(self.ttls.len() as u64).to_le_bytes());
-        for (id, t) in &self.ttls {
-            for n in [*id, t.granted_ttl, t.remaining_ttl] {
-                out.extend_from_slice(&n.to_le_bytes());
-            }
+    fn freeze(&self) -> FrozenState {
+        FrozenState {
+            mvcc: self.mvcc.freeze(),
+            ttls: self.ttls.clone(),
         }
-        let crc = crc32c::crc32c(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
     }
 
     fn read_snapshot(&mut self, r: &mut dyn Read) -> io::Result<()> {

@@ -13,7 +13,8 @@ use bytes::Bytes;
 use ketch_proto::ketchpb::{RaftRequest, RaftResponse, raft_request, raft_response};
 use ketch_proto::{PutRequest, PutResponse, ResponseHeader};
 use ketch_raft::{
-    Member, RaftHandle, RaftOptions, StateStore, UnreachableNetwork, executor_builder, start,
+    Member, RaftHandle, RaftOptions, SerializedState, StateStore, UnreachableNetwork,
+    executor_builder, start,
 };
 
 pub const MEMBER_ID: u64 = 0x8e9e05c52164694d;
@@ -61,7 +62,26 @@ impl StateStore for TestStore {
         })
     }
 
-    fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()> {
+    type Frozen = SerializedState;
+
+    fn freeze(&self) -> SerializedState {
+        let mut out = Vec::new();
+        self.write_to(&mut out)
+            .expect("writing into memory does not fail");
+        SerializedState(out)
+    }
+
+    fn read_snapshot(&mut self, r: &mut dyn Read) -> io::Result<()> {
+        self.read_from(r)
+    }
+
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+}
+
+impl TestStore {
+    fn write_to(&self, w: &mut dyn Write) -> io::Result<()> {
         w.write_all(&self.revision.to_le_bytes())?;
         w.write_all(&(self.kv.len() as u64).to_le_bytes())?;
         for (k, (v, rev)) in &self.kv {
@@ -74,7 +94,7 @@ impl StateStore for TestStore {
         Ok(())
     }
 
-    fn read_snapshot(&mut self, r: &mut dyn Read) -> io::Result<()> {
+    fn read_from(&mut self, r: &mut dyn Read) -> io::Result<()> {
         fn u64_(r: &mut dyn Read) -> io::Result<u64> {
             let mut b = [0u8; 8];
             r.read_exact(&mut b)?;
@@ -96,10 +116,6 @@ impl StateStore for TestStore {
             self.kv.insert(k, (v, rev));
         }
         Ok(())
-    }
-
-    fn revision(&self) -> i64 {
-        self.revision
     }
 }
 
