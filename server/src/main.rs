@@ -2,6 +2,7 @@
 //! glommio executor per shard (shard 0 also runs raft), serves the client port, and shuts down
 //! cleanly on SIGTERM/SIGINT.
 
+mod alarm;
 mod errors;
 mod grpc;
 mod http;
@@ -173,6 +174,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         election_timeout: std::time::Duration::from_millis(config.election_timeout_ms),
         max_request_bytes: config.max_request_bytes as usize,
         max_txn_ops: config.max_txn_ops as usize,
+        quota_bytes: config.effective_quota_backend_bytes().map(|q| q as i64),
     };
     let raft_options = raft_options(&config, &identity);
     let (cluster_id, member_id) = (identity.cluster_id, identity.member_id);

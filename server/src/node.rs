@@ -18,6 +18,8 @@ pub struct Limits {
     pub max_txn_ops: usize,
     /// `--election-timeout`: how often require-leader watch streams check for a leader.
     pub election_timeout: std::time::Duration,
+    /// `--quota-backend-bytes` in force (`None`: no quota, etcd's negative flag).
+    pub quota_bytes: Option<i64>,
 }
 
 pub struct Node {
@@ -71,6 +73,7 @@ impl Node {
         if self.is_learner() {
             return Err(errors::learner_refusal());
         }
+        self.check_quota(&req).await?;
         self.metrics.proposals_pending.inc();
         let result = self.raft.write(req).await;
         self.metrics.proposals_pending.dec();
@@ -81,6 +84,34 @@ impl Node {
                 Err(errors::propose_status(&e))
             }
         }
+    }
+
+    /// etcd's quota check before a write that grows the store: when this member's store plus
+    /// the request's cost reaches `--quota-backend-bytes`, the member raises NOSPACE through
+    /// raft (every member then refuses such writes at apply) and the write fails.
+    async fn check_quota(&self, req: &RaftRequest) -> Result<(), Status> {
+        let (Some(quota), Some(request)) = (self.limits.quota_bytes, req.request.as_ref()) else {
+            return Ok(());
+        };
+        let size = self.raft.store().read().size_bytes();
+        if !crate::alarm::quota_exceeded(size, quota, request) {
+            return Ok(());
+        }
+        tracing::warn!(
+            "store size {size} bytes + request would reach --quota-backend-bytes {quota}: raising NOSPACE"
+        );
+        let raise = ketch_proto::AlarmRequest {
+            action: ketch_proto::alarm_request::AlarmAction::Activate as i32,
+            member_id: self.member_id,
+            alarm: ketch_proto::AlarmType::Nospace as i32,
+        };
+        let raise = RaftRequest {
+            request: Some(ketch_proto::ketchpb::raft_request::Request::Alarm(raise)),
+        };
+        if let Err(e) = self.raft.write(raise).await {
+            tracing::warn!("raising the NOSPACE alarm: {e}");
+        }
+        Err(errors::mvcc_status(&ketch_mvcc::MvccError::NoSpace))
     }
 
     /// Waits until this member has applied everything committed when the call began

@@ -1,9 +1,10 @@
-//! Maintenance: Status, Hash, HashKV, Defragment, MoveLeader and the alarm list. Raising and
-//! disarming alarms (quota) and Snapshot answer Unimplemented until they exist.
+//! Maintenance: Status, Hash, HashKV, Defragment, MoveLeader and Alarm (list, raise, disarm,
+//! through raft as etcd does). Snapshot answers Unimplemented until it exists.
 
 use std::sync::Arc;
 
-use ketch_proto::alarm_request::AlarmAction;
+use ketch_proto::AlarmType;
+use ketch_proto::ketchpb::{RaftRequest, raft_request, raft_response};
 use ketch_proto::maintenance_server::Maintenance;
 use ketch_proto::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
@@ -28,15 +29,17 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<StatusResponse>, Status> {
         let _inflight = self.node.enter();
         let raft = self.node.raft.status();
-        let (revision, db_size) = {
+        let (revision, db_size, alarms) = {
             let store = self.node.raft.store();
             let store = store.read();
-            (store.revision(), store.size_bytes())
+            let alarms = store.alarms().list(AlarmType::None);
+            (store.revision(), store.size_bytes(), alarms)
         };
         let mut errors = Vec::new();
         if raft.leader_id == 0 {
             errors.push(crate::errors::NO_LEADER.to_string());
         }
+        errors.extend(alarms.iter().map(crate::alarm::describe));
         Ok(Response::new(StatusResponse {
             header: Some(self.node.header(revision)),
             version: ETCD_COMPAT_VERSION.to_string(),
@@ -123,20 +126,16 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(DefragmentResponse { header: None }))
     }
 
-    /// No alarm is ever raised yet (the quota check comes with the cluster issue): the list is
-    /// empty and disarming finds nothing to disarm, as on etcd without alarms. Raising an
-    /// alarm by hand is refused until alarms exist.
+    /// Every action goes through raft, as in etcd (a GET too, so it reads the alarms as of a
+    /// committed point). The response has no header, as etcd's.
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let _inflight = self.node.enter();
-        if req.get_ref().action() == AlarmAction::Activate {
-            return Err(Status::unimplemented(
-                "ketch: raising alarms is not supported yet",
-            ));
+        let req = RaftRequest {
+            request: Some(raft_request::Request::Alarm(req.into_inner())),
+        };
+        match self.node.propose(req).await?.response {
+            Some(raft_response::Response::Alarm(r)) => Ok(Response::new(r)),
+            other => panic!("state machine answered Alarm with {other:?}"),
         }
-        // etcd's alarm list without alarms is `{}`: no header, no members.
-        Ok(Response::new(AlarmResponse {
-            header: None,
-            alarms: Vec::new(),
-        }))
     }
 }

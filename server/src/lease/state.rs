@@ -2,10 +2,13 @@
 //! persists beside it — each lease's granted TTL and its last checkpointed remaining TTL — so
 //! both are in every snapshot and replayed from the log on restart. Pure: no clock, no I/O.
 //!
-//! Snapshot format (all integers little-endian): magic `KETCHST\0`, u32 version, u64 length
-//! of the MVCC snapshot, the MVCC snapshot bytes, u64 lease count, then per lease i64 id,
-//! i64 granted TTL, i64 remaining TTL (0 = none), then a CRC-32C of everything before it. A
-//! bare MVCC snapshot (no leases' TTLs) is read too.
+//! The active alarms (`crate::alarm`) are part of it too.
+//!
+//! Snapshot format (all integers little-endian): magic `KETCHST\0`, u32 version (2), u64
+//! length of the MVCC snapshot, the MVCC snapshot bytes, u64 lease count, then per lease i64
+//! id, i64 granted TTL, i64 remaining TTL (0 = none); u64 alarm count, then per alarm u64
+//! member ID and i32 alarm type; then a CRC-32C of everything before it. Version 1 (no alarm
+//! section) and a bare MVCC snapshot (no leases' TTLs) are read too.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -17,8 +20,12 @@ use ketch_proto::mvccpb::Event;
 use ketch_proto::{LeaseCheckpointRequest, LeaseCheckpointResponse, ResponseHeader};
 use ketch_raft::StateStore;
 
+use crate::alarm::Alarms;
+
 const STATE_MAGIC: &[u8; 8] = b"KETCHST\0";
-const STATE_FORMAT_VERSION: u32 = 1;
+const STATE_FORMAT_VERSION: u32 = 2;
+/// The layout before alarms were kept: read, never written.
+const STATE_FORMAT_VERSION_NO_ALARMS: u32 = 1;
 
 /// What the store keeps of a lease beyond its existence and keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +40,7 @@ pub struct LeaseTtl {
 pub struct FrozenState {
     mvcc: FrozenStore,
     ttls: BTreeMap<i64, LeaseTtl>,
+    alarms: Alarms,
 }
 
 impl ketch_raft::FrozenState for FrozenState {
@@ -51,6 +59,12 @@ impl ketch_raft::FrozenState for FrozenState {
                 out.extend_from_slice(&n.to_le_bytes());
             }
         }
+        let alarms: Vec<(u64, i32)> = self.alarms.iter().collect();
+        out.extend_from_slice(&(alarms.len() as u64).to_le_bytes());
+        for (member_id, alarm) in alarms {
+            out.extend_from_slice(&member_id.to_le_bytes());
+            out.extend_from_slice(&alarm.to_le_bytes());
+        }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -63,6 +77,7 @@ pub struct ReplicatedStore {
     ttls: BTreeMap<i64, LeaseTtl>,
     /// Bumped on every grant or revoke applied, so the lessor knows when to re-read the table.
     lease_generation: u64,
+    alarms: Alarms,
 }
 
 /// Reads see the MVCC store directly (`store.range(..)`, `store.revision()`).
@@ -85,6 +100,10 @@ impl ReplicatedStore {
 
     pub fn lease_generation(&self) -> u64 {
         self.lease_generation
+    }
+
+    pub fn alarms(&self) -> &Alarms {
+        &self.alarms
     }
 
     fn apply_checkpoint(&mut self, req: &LeaseCheckpointRequest) -> LeaseCheckpointResponse {
@@ -112,7 +131,13 @@ impl StateStore for ReplicatedStore {
         events: &mut Vec<Event>,
     ) -> Result<RaftResponse, MvccError> {
         use raft_request::Request as Q;
+        if self.alarms.refuses(req) {
+            return Err(MvccError::NoSpace);
+        }
         match req.request.as_ref() {
+            Some(Q::Alarm(r)) => Ok(RaftResponse {
+                response: Some(raft_response::Response::Alarm(self.alarms.apply(r))),
+            }),
             Some(Q::LeaseCheckpoint(r)) => Ok(RaftResponse {
                 response: Some(raft_response::Response::LeaseCheckpoint(
                     self.apply_checkpoint(r),
@@ -144,6 +169,7 @@ impl StateStore for ReplicatedStore {
         FrozenState {
             mvcc: self.mvcc.freeze(),
             ttls: self.ttls.clone(),
+            alarms: self.alarms.clone(),
         }
     }
 
@@ -177,7 +203,7 @@ fn decode_snapshot(buf: &[u8]) -> io::Result<ReplicatedStore> {
     }
     let mut p = Cursor { buf: body, pos: 8 };
     let version = u32::from_le_bytes(p.take(4)?.try_into().expect("4 bytes"));
-    if version != STATE_FORMAT_VERSION {
+    if version != STATE_FORMAT_VERSION && version != STATE_FORMAT_VERSION_NO_ALARMS {
         return Err(bad(&format!("unknown format version {version}")));
     }
     let mvcc_len = usize::try_from(p.i64()?).map_err(|_| bad("mvcc length"))?;
@@ -193,6 +219,13 @@ fn decode_snapshot(buf: &[u8]) -> io::Result<ReplicatedStore> {
             remaining_ttl,
         };
         state.ttls.insert(id, ttl);
+    }
+    if version != STATE_FORMAT_VERSION_NO_ALARMS {
+        for _ in 0..p.i64()? {
+            let member_id = p.i64()? as u64;
+            let alarm = i32::from_le_bytes(p.take(4)?.try_into().expect("4 bytes"));
+            state.alarms.insert(member_id, alarm);
+        }
     }
     if p.pos != body.len() {
         return Err(bad("trailing bytes"));
@@ -219,6 +252,7 @@ fn from_bare_mvcc(mut buf: &[u8]) -> io::Result<ReplicatedStore> {
         mvcc,
         ttls,
         lease_generation: 0,
+        alarms: Alarms::default(),
     })
 }
 
@@ -305,10 +339,22 @@ mod tests {
         let mut ev = Vec::new();
         s.apply(&grant(1, 5), &mut ev).unwrap();
         s.apply(&grant(2, 600), &mut ev).unwrap();
+        let nospace = req(raft_request::Request::Alarm(ketch_proto::AlarmRequest {
+            action: ketch_proto::alarm_request::AlarmAction::Activate as i32,
+            member_id: 9,
+            alarm: ketch_proto::AlarmType::Nospace as i32,
+        }));
+        s.apply(&nospace, &mut ev).unwrap();
+        assert_eq!(
+            s.apply(&grant(3, 5), &mut ev).unwrap_err(),
+            MvccError::NoSpace,
+            "NOSPACE refuses lease grants at apply"
+        );
         let mut buf = Vec::new();
         s.write_snapshot(&mut buf).unwrap();
         let mut back = ReplicatedStore::default();
         back.read_snapshot(&mut buf.as_slice()).unwrap();
+        assert_eq!(back.alarms(), s.alarms(), "alarms survive a snapshot");
         assert_eq!(
             back.lease_ttls().collect::<Vec<_>>(),
             s.lease_ttls().collect::<Vec<_>>()
