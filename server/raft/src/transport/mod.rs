@@ -6,6 +6,7 @@
 pub mod client;
 pub mod io;
 pub mod server;
+pub mod tls;
 pub mod wire;
 
 pub use client::{
