@@ -485,7 +485,7 @@ async fn dial(
     let stream = glommio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let Some(host) = &target.tls_host else {
-        return http2_handshake(addr, HyperIo(stream.buffered()), None).await;
+        return http2_handshake(addr, HyperIo(stream.buffered())).await;
     };
     let Some(tls) = tls else {
         return Err(std::io::Error::other(
@@ -496,8 +496,12 @@ async fn dial(
     match super::tls::connect(tls, host, stream).await {
         // HyperIo reads through AsyncBufRead; the TLS stream only has AsyncRead.
         Ok(tls_stream) => {
-            let io = HyperIo(futures_lite::io::BufReader::new(tls_stream));
-            http2_handshake(addr, io, Some(tls_warned_at)).await
+            let tapped = TlsTap {
+                inner: tls_stream,
+                addr,
+                warned_at: tls_warned_at,
+            };
+            http2_handshake(addr, HyperIo(futures_lite::io::BufReader::new(tapped))).await
         }
         Err(e) => {
             let why = super::tls::dial_error_text(&e);
@@ -507,14 +511,8 @@ async fn dial(
     }
 }
 
-/// Runs hyper's HTTP/2 client handshake on `io` and spawns the connection task. With TLS 1.3 a
-/// peer refuses our certificate only after the handshake, so its alert ends this task: that
-/// is logged as a TLS failure (`tls_warned_at` set).
-async fn http2_handshake<IO>(
-    addr: SocketAddr,
-    io: HyperIo<IO>,
-    tls_warned_at: Option<Rc<Cell<Option<Instant>>>>,
-) -> std::io::Result<Sender>
+/// Runs hyper's HTTP/2 client handshake on `io` and spawns the connection task.
+async fn http2_handshake<IO>(addr: SocketAddr, io: HyperIo<IO>) -> std::io::Result<Sender>
 where
     IO: futures_lite::io::AsyncBufRead + futures_lite::io::AsyncWrite + Unpin + 'static,
 {
@@ -523,28 +521,68 @@ where
         .map_err(std::io::Error::other)?;
     glommio::spawn_local(async move {
         if let Err(e) = conn.await {
-            match (tls_warned_at, tls_failure(&e)) {
-                (Some(at), Some(why)) => warn_tls(&at, addr, &why),
-                _ => tracing::debug!("peer connection to {addr} ended: {e}"),
-            }
+            tracing::debug!("peer connection to {addr} ended: {e}");
         }
     })
     .detach();
     Ok(sender)
 }
 
-/// Go's wording of the TLS error under `e`, if a TLS error ended the connection.
-fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut cause = Some(e);
-    while let Some(err) = cause {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.get_ref().is_some_and(|i| i.is::<rustls::Error>())
+/// A dialled peer's TLS stream that logs the TLS error breaking it (see [`warn_tls`]): with
+/// TLS 1.3 a peer refuses our certificate only after our side of the handshake has finished,
+/// and hyper's HTTP/2 layer keeps only the text of the I/O error it then meets.
+struct TlsTap<S> {
+    inner: S,
+    addr: SocketAddr,
+    warned_at: Rc<Cell<Option<Instant>>>,
+}
+
+impl<S> TlsTap<S> {
+    fn tap<T>(&self, r: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &r
+            && e.get_ref().is_some_and(|i| i.is::<rustls::Error>())
         {
-            return Some(super::tls::dial_error_text(io));
+            warn_tls(&self.warned_at, self.addr, &super::tls::dial_error_text(e));
         }
-        cause = err.source();
+        r
     }
-    None
+}
+
+impl<S: futures_lite::io::AsyncRead + Unpin> futures_lite::io::AsyncRead for TlsTap<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_read(cx, buf));
+        std::task::Poll::Ready(self.tap(r))
+    }
+}
+
+impl<S: futures_lite::io::AsyncWrite + Unpin> futures_lite::io::AsyncWrite for TlsTap<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_write(cx, buf));
+        std::task::Poll::Ready(self.tap(r))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_flush(cx));
+        std::task::Poll::Ready(self.tap(r))
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_close(cx)
+    }
 }
 
 /// Logs a TLS failure with a peer, at most once per [`TLS_WARN_INTERVAL`].

@@ -178,18 +178,34 @@ pub fn host_of(host_port: &str) -> &str {
 
 /// Runs the client side of the handshake to a peer at `host` (the host of its `https://` peer
 /// URL: an IP address is checked against the certificate's IP SANs, a name against its DNS
-/// SANs), within [`HANDSHAKE_TIMEOUT`].
+/// SANs), within [`HANDSHAKE_TIMEOUT`]. Writes go through a buffer so that when this side
+/// refuses the peer's certificate, the alert rustls queues is still sent (glommio's socket
+/// takes a write only on a later poll, which a failed handshake never makes): the peer then
+/// logs why ("remote error: tls: ...") instead of an EOF.
 pub async fn connect<IO>(
     config: Arc<ClientConfig>,
     host: &str,
     io: IO,
-) -> io::Result<client::TlsStream<IO>>
+) -> io::Result<client::TlsStream<futures::io::BufWriter<IO>>>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let name = ServerName::try_from(host.to_owned())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
-    let handshake = TlsConnector::from(config).connect(name, io);
+    let io = futures::io::BufWriter::new(io);
+    let handshake = async {
+        match TlsConnector::from(config)
+            .connect(name, io)
+            .into_fallible()
+            .await
+        {
+            Ok(stream) => Ok(stream),
+            Err((e, io)) => {
+                close_gently(io).await;
+                Err(e)
+            }
+        }
+    };
     match glommio::timer::timeout(HANDSHAKE_TIMEOUT, async { Ok(handshake.await) }).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(
