@@ -33,9 +33,38 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// is logged like etcd's "rejected connection" line and returned as `None`.
 pub async fn accept<IO>(
     config: Arc<ServerConfig>,
-    mut io: IO,
+    io: IO,
     remote: Option<SocketAddr>,
 ) -> Option<server::TlsStream<IO>>
+where
+    IO: AsyncBufRead + AsyncWrite + Unpin,
+{
+    match accept_or_refusal(config, io).await {
+        Ok(stream) => Some(stream),
+        Err(refusal) => {
+            let remote = remote.map(|a| a.to_string()).unwrap_or_default();
+            tracing::warn!(
+                "rejected connection from \"{remote}\" (error \"{}\", ServerName \"{}\")",
+                refusal.error,
+                refusal.server_name
+            );
+            None
+        }
+    }
+}
+
+/// Why a handshake was refused: Go's wording of the error, and the name the client asked for.
+#[derive(Debug)]
+struct Refusal {
+    error: String,
+    server_name: String,
+}
+
+/// The server side of the handshake, or why it was refused.
+async fn accept_or_refusal<IO>(
+    config: Arc<ServerConfig>,
+    mut io: IO,
+) -> Result<server::TlsStream<IO>, Refusal>
 where
     IO: AsyncBufRead + AsyncWrite + Unpin,
 {
@@ -59,17 +88,11 @@ where
             "tls: handshake timed out",
         ))
     };
-    match futures_lite::future::or(handshake, timeout).await {
-        Ok(stream) => Some(stream),
-        Err(e) => {
-            let remote = remote.map(|a| a.to_string()).unwrap_or_default();
-            tracing::warn!(
-                "rejected connection from \"{remote}\" (error \"{}\", ServerName \"{server_name}\")",
-                handshake_error_text(&e)
-            );
-            None
-        }
-    }
+    let result = futures_lite::future::or(handshake, timeout).await;
+    result.map_err(|e| Refusal {
+        error: handshake_error_text(&e),
+        server_name,
+    })
 }
 
 /// Closes a refused connection the way the client can read why: rustls has queued its alert,
@@ -273,5 +296,167 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Both sides of a refused peer handshake read why, in Go's words: a real rustls client
+    //! (`connect`) and server (`accept_or_refusal`) over loopback TCP on a glommio executor,
+    //! with certificates from rcgen.
+
+    use super::*;
+    use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use rustls::RootCertStore;
+    use rustls::server::WebPkiClientVerifier;
+    use rustls_pki_types::PrivateKeyDer;
+
+    struct Ca {
+        der: CertificateDer<'static>,
+        issuer: Issuer<'static, KeyPair>,
+    }
+
+    type Leaf = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+    /// A CA named `name` (distinct names: webpki picks the issuer by name).
+    fn ca(name: &str) -> Ca {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).expect("CA");
+        Ca {
+            der: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    fn leaf(ca: &Ca) -> Leaf {
+        let key = KeyPair::generate().expect("key");
+        let params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+        let cert = params.signed_by(&key, &ca.issuer).expect("sign");
+        let key = PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
+        (vec![cert.der().clone()], key)
+    }
+
+    fn roots(ca: &Ca) -> Arc<RootCertStore> {
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.der.clone()).expect("root");
+        Arc::new(roots)
+    }
+
+    fn provider() -> Arc<CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    /// A peer listener serving `leaf` and requiring client certificates from `client_ca`.
+    fn server_config(leaf: Leaf, client_ca: &Ca) -> Arc<ServerConfig> {
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots(client_ca), provider())
+            .build()
+            .expect("verifier");
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(leaf.0, leaf.1)
+            .expect("server config");
+        Arc::new(config)
+    }
+
+    /// A dialling member presenting `leaf` and trusting `server_ca`.
+    fn client_config(leaf: Leaf, server_ca: &Ca) -> Arc<ClientConfig> {
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots(server_ca))
+            .with_client_auth_cert(leaf.0, leaf.1)
+            .expect("client config");
+        Arc::new(config)
+    }
+
+    /// Runs one exchange: the client dials and sends a byte, the server echoes it. Returns
+    /// the client's error text (from the handshake or the first read) and the server's.
+    fn exchange(server: Arc<ServerConfig>, client: Arc<ClientConfig>) -> (String, String) {
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .spawn(move || async move {
+                let listener = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                let addr = listener.local_addr().expect("addr");
+                let served = glommio::spawn_local(async move {
+                    let stream = listener.accept().await.expect("accept");
+                    match accept_or_refusal(server, stream.buffered()).await {
+                        Ok(mut tls) => {
+                            let mut byte = [0u8; 1];
+                            let _ = tls.read_exact(&mut byte).await;
+                            let _ = tls.write_all(&byte).await;
+                            let _ = tls.flush().await;
+                            "accepted".to_owned()
+                        }
+                        Err(refusal) => refusal.error,
+                    }
+                });
+                let tcp = glommio::net::TcpStream::connect(addr)
+                    .await
+                    .expect("connect");
+                let client_text = match connect(client, "127.0.0.1", tcp).await {
+                    Err(e) => dial_error_text(&e),
+                    Ok(mut tls) => {
+                        let mut byte = [0u8; 1];
+                        let sent = tls.write_all(b"x").await.and(tls.flush().await);
+                        match sent.and(tls.read_exact(&mut byte).await) {
+                            Ok(()) => "echoed".to_owned(),
+                            Err(e) => dial_error_text(&e),
+                        }
+                    }
+                };
+                (client_text, served.await)
+            })
+            .expect("executor")
+            .join()
+            .expect("executor result")
+    }
+
+    #[test]
+    fn members_of_one_ca_talk() {
+        let ca = ca("peer-ca");
+        let got = exchange(server_config(leaf(&ca), &ca), client_config(leaf(&ca), &ca));
+        assert_eq!(got, ("echoed".to_owned(), "accepted".to_owned()));
+    }
+
+    #[test]
+    fn a_client_certificate_from_another_ca_is_refused_and_both_sides_say_why() {
+        let (ca, other) = (ca("peer-ca"), ca("other-ca"));
+        let got = exchange(
+            server_config(leaf(&ca), &ca),
+            client_config(leaf(&other), &ca),
+        );
+        let server = "tls: failed to verify client certificate: x509: certificate signed by \
+                      unknown authority";
+        let client = "remote error: tls: unknown certificate authority";
+        assert_eq!(got, (client.to_owned(), server.to_owned()));
+    }
+
+    #[test]
+    fn a_server_certificate_from_another_ca_is_refused_and_both_sides_say_why() {
+        let (ca, other) = (ca("peer-ca"), ca("other-ca"));
+        let got = exchange(
+            server_config(leaf(&other), &ca),
+            client_config(leaf(&ca), &ca),
+        );
+        let client = "x509: certificate signed by unknown authority";
+        // The alert reaches the server (not a bare EOF) because `connect` buffers its writes.
+        let server = "remote error: tls: unknown certificate authority";
+        assert_eq!(got, (client.to_owned(), server.to_owned()));
+    }
+
+    #[test]
+    fn hosts_of_peer_urls() {
+        assert_eq!(host_of("127.0.0.1:2380"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:2380"), "::1");
+        assert_eq!(host_of("member-0.example:2380"), "member-0.example");
     }
 }
