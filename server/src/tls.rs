@@ -26,6 +26,7 @@ use anyhow::{Context, bail};
 use futures_lite::io::{AsyncBufRead, AsyncWrite};
 use futures_rustls::server::TlsStream;
 use ketch_config::{Config, EtcdUrl, TlsConfig};
+use ketch_raft::transport::allowed::AllowedPeer;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
@@ -173,12 +174,7 @@ pub struct PeerTls {
 /// listeners are ignored for serving (with etcd's warning) but still used to dial peers.
 pub fn peer_tls(config: &Config) -> anyhow::Result<PeerTls> {
     let tls = &config.peer_tls;
-    if !tls.allowed_cn.is_empty() || !tls.allowed_hostname.is_empty() {
-        // Accepting these and not checking them would let in peers the operator meant to refuse.
-        bail!(
-            "--peer-cert-allowed-cn and --peer-cert-allowed-hostname are not supported by ketch yet"
-        );
-    }
+    let allowed = allowed_peer(tls)?;
     let https = config.listen_peer_urls.iter().find(|u| u.is_tls());
     let dials_with_tls = tls.is_enabled() || !tls.trusted_ca_file.is_empty();
     if https.is_none() && !dials_with_tls {
@@ -214,15 +210,32 @@ pub fn peer_tls(config: &Config) -> anyhow::Result<PeerTls> {
         tracing::warn!("--peer-crl-file is not supported yet by ketch; ignored");
     }
     let server = match (&files, https) {
-        (Some((cert, key)), Some(_)) => Some(Arc::new(server_config(tls, cert, key)?)),
+        (Some((cert, key)), Some(_)) => Some(Arc::new(server_config_allowing(
+            tls,
+            cert,
+            key,
+            allowed.as_ref(),
+        )?)),
         _ => None,
     };
     let self_signed = tls.auto_tls && tls.cert_file.is_empty();
-    let client = peer_client_config(tls, files.as_ref(), self_signed)?;
+    let client = peer_client_config(tls, files.as_ref(), self_signed, allowed)?;
     Ok(PeerTls {
         server,
         client: Some(Arc::new(client)),
     })
+}
+
+/// `--peer-cert-allowed-cn` or `--peer-cert-allowed-hostname` (not both, as etcd).
+fn allowed_peer(tls: &TlsConfig) -> anyhow::Result<Option<AllowedPeer>> {
+    match (tls.allowed_cn.as_str(), tls.allowed_hostname.as_str()) {
+        ("", "") => Ok(None),
+        (cn, "") => Ok(Some(AllowedPeer::CommonName(cn.to_owned()))),
+        ("", host) => Ok(Some(AllowedPeer::Hostname(host.to_owned()))),
+        (cn, host) => bail!(
+            "AllowedCN and AllowedHostname are mutually exclusive (cn={cn:?}, hostname={host:?})"
+        ),
+    }
 }
 
 fn log_peer_tls(tls: &TlsConfig, files: Option<&(PathBuf, PathBuf)>) {
@@ -245,18 +258,30 @@ fn peer_client_config(
     tls: &TlsConfig,
     files: Option<&(PathBuf, PathBuf)>,
     self_signed: bool,
+    allowed: Option<AllowedPeer>,
 ) -> anyhow::Result<ClientConfig> {
+    use ketch_raft::transport::allowed::AllowedServerVerifier;
     use ketch_raft::transport::tls::AcceptAnyServerCert;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?;
-    let builder = if self_signed {
-        builder
+    let builder = match (self_signed, allowed) {
+        (true, _) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert::new(provider)))
-    } else {
-        builder.with_root_certificates(trusted_roots(tls)?)
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert::new(provider))),
+        (false, None) => builder.with_root_certificates(trusted_roots(tls)?),
+        (false, Some(allowed)) => {
+            let roots = Arc::new(trusted_roots(tls)?);
+            let inner =
+                rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+                    .build()
+                    .context("building the server certificate verifier")?;
+            let verifier = AllowedServerVerifier { inner, allowed };
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+        }
     };
     match files {
         Some((cert, key)) => {
@@ -285,6 +310,17 @@ pub fn server_config(
     cert_file: &Path,
     key_file: &Path,
 ) -> anyhow::Result<ServerConfig> {
+    server_config_allowing(tls, cert_file, key_file, None)
+}
+
+/// [`server_config`], refusing verified client certificates that `allowed` does not accept.
+fn server_config_allowing(
+    tls: &TlsConfig,
+    cert_file: &Path,
+    key_file: &Path,
+    allowed: Option<&AllowedPeer>,
+) -> anyhow::Result<ServerConfig> {
+    use ketch_raft::transport::allowed::AllowedClientVerifier;
     let certs = read_certs(cert_file, "certificate")?;
     let key = read_key(key_file)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -296,7 +332,13 @@ pub fn server_config(
         let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
             .build()
             .context("building the client certificate verifier")?;
-        builder.with_client_cert_verifier(verifier)
+        match allowed {
+            None => builder.with_client_cert_verifier(verifier),
+            Some(allowed) => builder.with_client_cert_verifier(Arc::new(AllowedClientVerifier {
+                inner: verifier,
+                allowed: allowed.clone(),
+            })),
+        }
     } else {
         builder.with_no_client_auth()
     };
@@ -462,12 +504,7 @@ where
 /// last CN attribute of the subject, so this does too.
 fn peer_common_name<IO>(stream: &TlsStream<IO>) -> Option<String> {
     let certs = stream.get_ref().1.peer_certificates()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(certs.first()?).ok()?;
-    cert.subject()
-        .iter_common_name()
-        .filter_map(|cn| cn.as_str().ok())
-        .last()
-        .map(str::to_owned)
+    ketch_raft::transport::allowed::common_name(certs.first()?)
 }
 
 /// The client service with the connection's client common name put into every request's

@@ -6,8 +6,8 @@
 //! certificate; a fourth member added with `member add` but holding a certificate from another
 //! CA cannot join (it exits with etcd's error, stays `unstarted`, the running members log the
 //! refused handshakes) while the cluster keeps serving. Also the startup errors for https peer
-//! URLs without certificates and for http/https mixed in one member's URLs, compared with
-//! etcd 3.4.23 started with the same flags.
+//! URLs without certificates, for http/https mixed in one member's URLs and for both
+//! `--peer-cert-allowed-*` flags, compared with etcd 3.4.23 started with the same flags.
 
 mod common;
 
@@ -399,7 +399,14 @@ fn peer_url_scheme_errors_match_etcd() {
         "--peer-key-file",
         s(&leaf.key),
     ];
-    let cases: [([&str; 3], &[&str], String); 2] = [
+    let mut allowed_flags = cert_flags.to_vec();
+    allowed_flags.extend([
+        "--peer-cert-allowed-cn",
+        "x",
+        "--peer-cert-allowed-hostname",
+        "x.example",
+    ]);
+    let cases: [([&str; 3], &[&str], String); 3] = [
         (
             [&https, &https, &https],
             &[],
@@ -413,6 +420,12 @@ fn peer_url_scheme_errors_match_etcd() {
             format!(
                 "--initial-cluster has x={http} but missing from --initial-advertise-peer-urls={https}"
             ),
+        ),
+        (
+            [&https, &https, &https],
+            &allowed_flags,
+            "AllowedCN and AllowedHostname are mutually exclusive (cn=\"x\", hostname=\"x.example\")"
+                .to_owned(),
         ),
     ];
     for (i, (urls, extra, expected)) in cases.iter().enumerate() {

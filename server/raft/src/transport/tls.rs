@@ -18,6 +18,8 @@ use rustls::server::Acceptor;
 use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
+use super::allowed::NotAllowed;
+
 /// How long a peer or client may take to finish its handshake before the connection is
 /// dropped, so a silent or slow one cannot hold a connection task forever.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,9 +46,10 @@ where
         Err(refusal) => {
             let remote = remote.map(|a| a.to_string()).unwrap_or_default();
             tracing::warn!(
-                "rejected connection from \"{remote}\" (error \"{}\", ServerName \"{}\")",
+                "rejected connection from \"{remote}\" (error \"{}\", ServerName \"{}\"{})",
                 refusal.error,
-                refusal.server_name
+                refusal.server_name,
+                refusal.certificate
             );
             None
         }
@@ -58,6 +61,9 @@ where
 struct Refusal {
     error: String,
     server_name: String,
+    /// `, IPAddresses [...], DNSNames [...]` of a verified certificate refused by
+    /// `--peer-cert-allowed-*`, as etcd logs it; empty otherwise.
+    certificate: String,
 }
 
 /// The server side of the handshake, or why it was refused.
@@ -92,6 +98,14 @@ where
     result.map_err(|e| Refusal {
         error: handshake_error_text(&e),
         server_name,
+        certificate: not_allowed(&e)
+            .map(|n| {
+                format!(
+                    ", IPAddresses {:?}, DNSNames {:?}",
+                    n.ip_addresses, n.dns_names
+                )
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -134,9 +148,22 @@ fn tls_error(e: &io::Error) -> Option<&rustls::Error> {
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
+/// The `--peer-cert-allowed-*` refusal inside an I/O error, if that is what it is.
+fn not_allowed(e: &io::Error) -> Option<&NotAllowed> {
+    match tls_error(e)? {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+            other.0.downcast_ref::<NotAllowed>()
+        }
+        _ => None,
+    }
+}
+
 /// etcd's (Go crypto/tls) wording for the handshake failures a server meets most.
 pub fn handshake_error_text(e: &io::Error) -> String {
     use rustls::{CertificateError, Error as TlsError, InvalidMessage};
+    if let Some(refusal) = not_allowed(e) {
+        return refusal.to_string();
+    }
     let Some(tls) = tls_error(e) else {
         return match e.kind() {
             io::ErrorKind::UnexpectedEof => "EOF".to_owned(),
@@ -166,6 +193,9 @@ pub fn handshake_error_text(e: &io::Error) -> String {
 /// peer refusing ours (its alert).
 pub fn dial_error_text(e: &io::Error) -> String {
     use rustls::{CertificateError, Error as TlsError};
+    if let Some(refusal) = not_allowed(e) {
+        return refusal.to_string();
+    }
     match tls_error(e) {
         Some(TlsError::InvalidCertificate(CertificateError::UnknownIssuer)) => {
             "x509: certificate signed by unknown authority".to_owned()
@@ -186,6 +216,7 @@ fn remote_alert_text(alert: rustls::AlertDescription) -> String {
         A::CertificateRequired => "certificate required".to_owned(),
         A::HandshakeFailure => "handshake failure".to_owned(),
         A::CertificateExpired => "expired certificate".to_owned(),
+        A::CertificateUnknown => "unknown certificate".to_owned(),
         other => format!("{other:?}"),
     };
     format!("remote error: tls: {what}")
@@ -306,6 +337,7 @@ mod tests {
     //! with certificates from rcgen.
 
     use super::*;
+    use crate::transport::allowed::{AllowedClientVerifier, AllowedPeer};
     use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     use rustls::RootCertStore;
@@ -336,8 +368,17 @@ mod tests {
     }
 
     fn leaf(ca: &Ca) -> Leaf {
+        named_leaf(ca, "member")
+    }
+
+    /// A certificate for 127.0.0.1 and localhost with common name `cn`.
+    fn named_leaf(ca: &Ca, cn: &str) -> Leaf {
         let key = KeyPair::generate().expect("key");
-        let params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+        let sans = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        let mut params = CertificateParams::new(sans).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
         let cert = params.signed_by(&key, &ca.issuer).expect("sign");
         let key = PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
         (vec![cert.der().clone()], key)
@@ -358,6 +399,25 @@ mod tests {
         let verifier = WebPkiClientVerifier::builder_with_provider(roots(client_ca), provider())
             .build()
             .expect("verifier");
+        server_config_with(leaf, verifier)
+    }
+
+    /// [`server_config`] that also applies `allowed` to client certificates.
+    fn server_config_allowing(
+        leaf: Leaf,
+        client_ca: &Ca,
+        allowed: AllowedPeer,
+    ) -> Arc<ServerConfig> {
+        let inner = WebPkiClientVerifier::builder_with_provider(roots(client_ca), provider())
+            .build()
+            .expect("verifier");
+        server_config_with(leaf, Arc::new(AllowedClientVerifier { inner, allowed }))
+    }
+
+    fn server_config_with(
+        leaf: Leaf,
+        verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    ) -> Arc<ServerConfig> {
         let config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .expect("versions")
@@ -379,7 +439,8 @@ mod tests {
     }
 
     /// Runs one exchange: the client dials and sends a byte, the server echoes it. Returns
-    /// the client's error text (from the handshake or the first read) and the server's.
+    /// the client's error text (from the handshake or the first read) and the server's (with
+    /// the refused certificate's SANs when it has them).
     fn exchange(server: Arc<ServerConfig>, client: Arc<ClientConfig>) -> (String, String) {
         glommio::LocalExecutorBuilder::default()
             .io_memory(1 << 20)
@@ -396,7 +457,7 @@ mod tests {
                             let _ = tls.flush().await;
                             "accepted".to_owned()
                         }
-                        Err(refusal) => refusal.error,
+                        Err(refusal) => format!("{}{}", refusal.error, refusal.certificate),
                     }
                 });
                 let tcp = glommio::net::TcpStream::connect(addr)
@@ -451,6 +512,34 @@ mod tests {
         // The alert reaches the server (not a bare EOF) because `connect` buffers its writes.
         let server = "remote error: tls: unknown certificate authority";
         assert_eq!(got, (client.to_owned(), server.to_owned()));
+    }
+
+    #[test]
+    fn a_common_name_other_than_the_allowed_one_is_refused_with_its_sans() {
+        let ca = ca("peer-ca");
+        let allowed = AllowedPeer::CommonName("member".to_owned());
+        let server = server_config_allowing(leaf(&ca), &ca, allowed.clone());
+        let got = exchange(server, client_config(named_leaf(&ca, "intruder"), &ca));
+        let refused = "client certificate authentication failed, IPAddresses [\"127.0.0.1\"], \
+                       DNSNames [\"localhost\"]";
+        // rustls sends certificate_unknown for a refusal of its verifier's own; Go (etcd) sends
+        // bad_certificate.
+        let client = "remote error: tls: unknown certificate";
+        assert_eq!(got, (client.to_owned(), refused.to_owned()));
+        let server = server_config_allowing(leaf(&ca), &ca, allowed);
+        let got = exchange(server, client_config(named_leaf(&ca, "member"), &ca));
+        assert_eq!(got, ("echoed".to_owned(), "accepted".to_owned()));
+    }
+
+    #[test]
+    fn a_certificate_not_valid_for_the_allowed_hostname_is_refused() {
+        let ca = ca("peer-ca");
+        for (host, accepted) in [("localhost", true), ("member-0.example", false)] {
+            let allowed = AllowedPeer::Hostname(host.to_owned());
+            let server = server_config_allowing(leaf(&ca), &ca, allowed);
+            let (_, server_text) = exchange(server, client_config(leaf(&ca), &ca));
+            assert_eq!(server_text == "accepted", accepted, "{host}: {server_text}");
+        }
     }
 
     #[test]
