@@ -3,9 +3,10 @@
 //! `--peer-client-cert-auth` takes a write through one member that real etcdctl then reads
 //! linearizably from the others; raw connects show the peer port refuses plaintext and TLS
 //! clients without a certificate (with etcd's "rejected connection" lines) and serves a member
-//! certificate; a fourth member added with `member add` but holding a certificate from another
-//! CA cannot join (it exits with etcd's error, stays `unstarted`, the running members log the
-//! refused handshakes) while the cluster keeps serving. Also the startup errors for https peer
+//! certificate; a fourth member added with `member add` and a certificate from the CA joins
+//! over TLS and serves the data, a fifth holding a certificate from another CA cannot join (it
+//! exits with etcd's error, stays `unstarted`, the running members log the refused
+//! handshakes) while the cluster keeps serving. Also the startup errors for https peer
 //! URLs without certificates, for http/https mixed in one member's URLs and for both
 //! `--peer-cert-allowed-*` flags, compared with etcd 3.4.23 started with the same flags.
 
@@ -281,9 +282,10 @@ fn check_peer_port_refuses_plaintext_and_anonymous_tls(c: &Cluster) {
     );
 }
 
-/// m3 is added, then started with a certificate from `stranger` (it trusts the cluster's CA):
-/// every running member refuses its handshake, so it cannot fetch the members and exits.
-fn check_stranger_cannot_join(c: &Cluster, stranger: &TestCa) {
+/// Adds member `name` with `member add` (retried while the cluster calls itself unhealthy,
+/// right after startup), then starts it with `--initial-cluster-state existing` and a
+/// certificate from `issuer`, trusting the cluster's CA.
+fn add_and_start_member(c: &Cluster, name: &str, issuer: &TestCa) -> (ServerProcess, String) {
     let dir = c.members[0]
         .data_dir
         .parent()
@@ -295,7 +297,7 @@ fn check_stranger_cannot_join(c: &Cluster, stranger: &TestCa) {
     loop {
         let added = etcdctl(
             &c.members[0],
-            &["member", "add", "m3", "--peer-urls", &peer_url],
+            &["member", "add", name, "--peer-urls", &peer_url],
         );
         if added.status.success() {
             break;
@@ -307,13 +309,36 @@ fn check_stranger_cannot_join(c: &Cluster, stranger: &TestCa) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let cert = stranger.issue_member(&dir, "m3", "m3", &["127.0.0.1", "localhost"]);
+    let cert = issuer.issue_member(&dir, name, name, &["127.0.0.1", "localhost"]);
     let mut flags = peer_tls_flags(&cert, &c.ca);
     flags.extend(["--initial-cluster-state".to_owned(), "existing".to_owned()]);
-    let cluster = format!("{},m3={peer_url}", c.cluster);
-    let mut m3 = start_https_member(&dir, "m3", ports, &cluster, &flags);
-    assert_eq!(exit_code(&mut m3), Some(1), "log:\n{}", m3.log_tail());
-    let log = log_of(&m3);
+    let cluster = format!("{},{name}={peer_url}", c.cluster);
+    let member = start_https_member(&dir, name, ports, &cluster, &flags);
+    (member, peer_url)
+}
+
+/// m3, with a certificate from the cluster's CA, joins over TLS: it becomes healthy, reads
+/// what was written before it joined, and is listed as started.
+fn check_member_of_the_ca_joins(c: &Cluster, ca: &TestCa, key: &str, value: &str) -> ServerProcess {
+    let (mut m3, peer_url) = add_and_start_member(c, "m3", ca);
+    m3.wait_healthy(HEALTH_TIMEOUT);
+    let got = stdout_of(&etcdctl(&m3, &["get", key, "--consistency", "l"]));
+    assert_eq!(got, format!("{key}\n{value}\n"));
+    let list = stdout_of(&etcdctl(&c.members[1], &["member", "list"]));
+    let m3_line = list
+        .lines()
+        .find(|l| l.contains(&peer_url))
+        .expect("m3 listed");
+    assert!(m3_line.contains(", started, m3, "), "{list}");
+    m3
+}
+
+/// m4 is added, then started with a certificate from `stranger` (it trusts the cluster's CA):
+/// every running member refuses its handshake, so it cannot fetch the members and exits.
+fn check_stranger_cannot_join(c: &Cluster, stranger: &TestCa) {
+    let (mut m4, peer_url) = add_and_start_member(c, "m4", stranger);
+    assert_eq!(exit_code(&mut m4), Some(1), "log:\n{}", m4.log_tail());
+    let log = log_of(&m4);
     assert!(
         log.contains(
             "cannot fetch cluster info from peer urls: could not retrieve cluster information \
@@ -333,11 +358,11 @@ fn check_stranger_cannot_join(c: &Cluster, stranger: &TestCa) {
         ],
     );
     let list = stdout_of(&etcdctl(&c.members[1], &["member", "list"]));
-    let m3_line = list
+    let m4_line = list
         .lines()
         .find(|l| l.contains(&peer_url))
-        .expect("m3 listed");
-    assert!(m3_line.contains(", unstarted, "), "{list}");
+        .expect("m4 listed");
+    assert!(m4_line.contains(", unstarted, "), "{list}");
 }
 
 #[test]
@@ -347,6 +372,7 @@ fn members_talk_over_peer_tls_and_refuse_other_cas() {
     let c = start_tls_cluster(&ca);
     check_write_and_linearizable_reads(&c, "greeting", "hello-over-tls");
     check_peer_port_refuses_plaintext_and_anonymous_tls(&c);
+    let _m3 = check_member_of_the_ca_joins(&c, &ca, "greeting", "hello-over-tls");
     check_stranger_cannot_join(&c, &TestCa::new("some-other-ca"));
     // The cluster keeps serving, through another member this time.
     assert_eq!(
