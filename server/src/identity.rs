@@ -6,11 +6,13 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use ketch_config::Config;
 use ketch_raft::transport::wire::{ETCD_CLUSTER_HEADER, PATH_MEMBERS_LIST, PeerMember};
+use rustls::ClientConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,8 +40,11 @@ fn identity_path(member_dir: &Path) -> PathBuf {
 }
 
 /// Reads the identity of an existing member, or bootstraps one from the flags and makes it
-/// durable before anything else is written.
-pub fn load_or_bootstrap(config: &Config) -> anyhow::Result<Identity> {
+/// durable before anything else is written. `peer_tls` dials `https://` peers when joining.
+pub fn load_or_bootstrap(
+    config: &Config,
+    peer_tls: Option<&Arc<ClientConfig>>,
+) -> anyhow::Result<Identity> {
     let dir = member_dir(config);
     let path = identity_path(&dir);
     if path.exists() {
@@ -56,7 +61,7 @@ pub fn load_or_bootstrap(config: &Config) -> anyhow::Result<Identity> {
         .map(ToString::to_string)
         .collect();
     if config.initial_cluster_state == ketch_config::ClusterState::Existing {
-        let identity = join_existing(config, &boot, &client_urls)?;
+        let identity = join_existing(config, &boot, &client_urls, peer_tls)?;
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         write_durably(&path, serde_json::to_string_pretty(&identity)?.as_bytes())?;
         return Ok(identity);
@@ -95,6 +100,7 @@ fn join_existing(
     config: &Config,
     boot: &ketch_config::Bootstrap,
     client_urls: &[String],
+    peer_tls: Option<&Arc<ClientConfig>>,
 ) -> anyhow::Result<Identity> {
     let own: Vec<String> = sorted(
         config
@@ -108,7 +114,17 @@ fn join_existing(
         .filter(|m| m.name != config.name)
         .flat_map(|m| m.peer_urls.iter().map(ToString::to_string));
     let (cluster_id, remote) = peers
-        .filter_map(|url| fetch_members(&url).ok())
+        .filter_map(|url| match fetch_members(&url, peer_tls) {
+            Ok(found) => Some(found),
+            Err(e) => {
+                // etcd's words, with Go's wording of TLS refusals.
+                tracing::warn!(
+                    "could not get cluster response from {url}: Get \"{url}{PATH_MEMBERS_LIST}\": \
+                     {e:#}"
+                );
+                None
+            }
+        })
         .next()
         .context(
             "cannot fetch cluster info from peer urls: could not retrieve cluster information \
@@ -154,24 +170,76 @@ fn sorted(urls: impl Iterator<Item = String>) -> Vec<String> {
     v
 }
 
-/// `GET <peer-url>/members` over HTTP/1.1: the cluster ID and the members.
-fn fetch_members(peer_url: &str) -> anyhow::Result<(u64, Vec<PeerMember>)> {
-    let host_port = peer_url
-        .strip_prefix("http://")
-        .context("only http:// peer URLs are supported")?
-        .trim_end_matches('/');
+/// `GET <peer-url>/members` over HTTP/1.1 (inside TLS for an `https://` URL): the cluster ID
+/// and the members.
+fn fetch_members(
+    peer_url: &str,
+    peer_tls: Option<&Arc<ClientConfig>>,
+) -> anyhow::Result<(u64, Vec<PeerMember>)> {
+    let (host_port, https) = match peer_url.strip_prefix("https://") {
+        Some(rest) => (rest, true),
+        None => (
+            peer_url
+                .strip_prefix("http://")
+                .context("peer URLs are http:// or https://")?,
+            false,
+        ),
+    };
+    let host_port = host_port.trim_end_matches('/');
     let addr = host_port
         .to_socket_addrs()?
         .next()
         .with_context(|| format!("{host_port} resolves to nothing"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, FETCH_TIMEOUT)?;
+    let stream = TcpStream::connect_timeout(&addr, FETCH_TIMEOUT)?;
     stream.set_read_timeout(Some(FETCH_TIMEOUT))?;
-    write!(
-        stream,
+    stream.set_write_timeout(Some(FETCH_TIMEOUT))?;
+    let request = format!(
         "GET {PATH_MEMBERS_LIST} HTTP/1.1\r\nHost: {host_port}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
+    );
+    let answer = if https {
+        let tls = peer_tls.context(
+            "https peer URL, but this member has no peer TLS configuration (--peer-cert-file/\
+             --peer-key-file, --peer-trusted-ca-file or --peer-auto-tls)",
+        )?;
+        exchange_tls(tls, host_port, stream, &request)?
+    } else {
+        exchange(stream, &request)?
+    };
+    parse_members_answer(&answer)
+}
+
+/// Sends `request` and reads the whole answer (the server closes after it).
+fn exchange(mut stream: impl Read + Write, request: &str) -> std::io::Result<String> {
+    stream.write_all(request.as_bytes())?;
+    stream.flush()?;
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => {}
+        // A TLS peer may close without close_notify once it has answered.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// [`exchange`] inside TLS: presents this member's peer certificate and verifies the peer's;
+/// a refusal either way reads as Go words it (`remote error: tls: bad certificate`).
+fn exchange_tls(
+    tls: &Arc<ClientConfig>,
+    host_port: &str,
+    stream: TcpStream,
+    request: &str,
+) -> anyhow::Result<String> {
+    let host = ketch_raft::transport::tls::host_of(host_port);
+    let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+        .with_context(|| format!("peer host {host}"))?;
+    let conn = rustls::ClientConnection::new(tls.clone(), name)?;
+    let tls_stream = rustls::StreamOwned::new(conn, stream);
+    exchange(tls_stream, request)
+        .map_err(|e| anyhow::anyhow!(ketch_raft::transport::tls::dial_error_text(&e)))
+}
+
+fn parse_members_answer(answer: &str) -> anyhow::Result<(u64, Vec<PeerMember>)> {
     let (head, body) = answer
         .split_once("\r\n\r\n")
         .context("malformed /members answer")?;

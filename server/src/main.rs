@@ -153,8 +153,9 @@ fn run(config: Config) -> anyhow::Result<()> {
     };
     shards::check_memlock(&plan)?;
     shards::probe_bind(&plan.client_addrs)?;
-    let peer_addrs = peer::listen_addrs(&config)?;
-    let identity = identity::load_or_bootstrap(&config)?;
+    let peer_tls = tls::peer_tls(&config)?;
+    let peer_addrs = peer::listen_addrs(&config, peer_tls.server.as_ref())?;
+    let identity = identity::load_or_bootstrap(&config, peer_tls.client.as_ref())?;
     for (key, value) in ketch_config::startup_summary(
         &config,
         ketch_config::Id(identity.member_id),
@@ -206,7 +207,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             };
             let started = ketch_raft::start::<lease::ReplicatedStore, _>(
                 raft_options,
-                ketch_raft::PeerNetwork::new(member_id, cluster_id),
+                ketch_raft::PeerNetwork::new(member_id, cluster_id).with_tls(peer_tls.client),
                 Some(watch_hub.sink()),
             )
             .await;

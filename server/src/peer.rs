@@ -2,42 +2,73 @@
 //! the raft executor (shard 0), since every peer request goes to the raft core. The wire and
 //! the client side live in `ketch-raft`'s transport (docs/cluster.md); this module binds the
 //! listeners from the configuration and runs one server per listener until told to stop.
+//! An `https://` listener serves TLS with the `--peer-*` certificate (see `tls::peer_tls`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use anyhow::Context;
 use ketch_config::Config;
 use ketch_raft::{KetchRaft, StateStore};
+use rustls::ServerConfig;
 
-/// The socket addresses of `--listen-peer-urls` (duplicates removed).
-pub fn listen_addrs(config: &Config) -> anyhow::Result<Vec<SocketAddr>> {
-    let mut out = Vec::new();
+/// One peer listen address and, for an `https://` URL, the TLS it serves.
+pub struct PeerAddr {
+    pub addr: SocketAddr,
+    pub tls: Option<Arc<ServerConfig>>,
+}
+
+/// A bound peer listener and the TLS it serves.
+pub struct PeerListener {
+    listener: glommio::net::TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+}
+
+/// The socket addresses of `--listen-peer-urls` (duplicates removed); https ones serve `tls`
+/// (which `tls::peer_tls` has built whenever an https peer URL is listed).
+pub fn listen_addrs(
+    config: &Config,
+    tls: Option<&Arc<ServerConfig>>,
+) -> anyhow::Result<Vec<PeerAddr>> {
+    let mut out: Vec<PeerAddr> = Vec::new();
     for url in &config.listen_peer_urls {
-        if url.is_tls() {
-            anyhow::bail!(
-                "--listen-peer-urls {}: peer TLS is not supported yet",
-                url.host_port()
-            );
-        }
         let addr = crate::resolve_listen_url(url, "listen-peer-url")?;
         // glommio's listener sets SO_REUSEPORT: bind once without it, so a port already
         // taken (by another member, say) fails here as it fails etcd.
         std::net::TcpListener::bind(addr)
             .map_err(|e| anyhow::anyhow!("listen tcp {addr}: bind: {e}"))?;
-        if !out.contains(&addr) {
-            out.push(addr);
+        if out.iter().any(|p| p.addr == addr) {
+            continue;
         }
+        let tls = if url.is_tls() {
+            let tls = tls.with_context(|| {
+                format!(
+                    "cannot listen on TLS for {}: KeyFile and CertFile are not presented",
+                    url.host_port()
+                )
+            })?;
+            Some(tls.clone())
+        } else {
+            None
+        };
+        out.push(PeerAddr { addr, tls });
     }
     Ok(out)
 }
 
 /// Binds every peer address on the current (raft) executor, before raft starts, so that a
 /// bind failure stops startup (with etcd's wording).
-pub fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<glommio::net::TcpListener>> {
+pub fn bind(addrs: &[PeerAddr]) -> anyhow::Result<Vec<PeerListener>> {
     addrs
         .iter()
-        .map(|a| {
-            crate::shards::bind_one(*a).map_err(|e| anyhow::anyhow!("listen tcp {a}: bind: {e}"))
+        .map(|PeerAddr { addr, tls }| {
+            let listener = crate::shards::bind_one(*addr)
+                .map_err(|e| anyhow::anyhow!("listen tcp {addr}: bind: {e}"))?;
+            Ok(PeerListener {
+                listener,
+                tls: tls.clone(),
+            })
         })
         .collect()
 }
@@ -48,14 +79,14 @@ pub fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<glommio::net::TcpListene
 pub async fn serve_peers<S: StateStore>(
     raft: KetchRaft<S>,
     node: std::sync::Arc<crate::node::Node>,
-    listeners: Vec<glommio::net::TcpListener>,
+    listeners: Vec<PeerListener>,
     cluster_id: u64,
     recv_dir: PathBuf,
     stop: flume::Receiver<()>,
 ) {
     let servers: Vec<_> = listeners
         .into_iter()
-        .map(|listener| {
+        .map(|PeerListener { listener, tls }| {
             let stop = stop.clone();
             let stopped = async move {
                 let _ = stop.recv_async().await;
@@ -65,6 +96,7 @@ pub async fn serve_peers<S: StateStore>(
             glommio::spawn_local(ketch_raft::transport::serve_peers_with_app(
                 raft.clone(),
                 listener,
+                tls,
                 cluster_id,
                 recv_dir.clone(),
                 Some(app),

@@ -1,7 +1,11 @@
-//! TLS on the client port, as etcd 3.4 serves it: a rustls `ServerConfig` built from
+//! TLS as etcd 3.4 serves it. On the client port: a rustls `ServerConfig` built from
 //! `--cert-file`/`--key-file`/`--trusted-ca-file`/`--client-cert-auth`/`--auto-tls`, the
 //! handshake of one accepted connection (logging refusals with etcd's "rejected connection"
-//! wording), and the client certificate's common name handed to request handlers.
+//! wording; the handshake itself is shared with the peer port, in
+//! `ketch_raft::transport::tls`), and the client certificate's common name handed to request
+//! handlers. On the peer port: the same server rules from the `--peer-*` flags, plus the
+//! `ClientConfig` a member dials its peers with (it presents the peer certificate and verifies
+//! theirs against `--peer-trusted-ca-file`; under `--peer-auto-tls` it verifies nothing).
 //!
 //! etcd's rules, measured against etcd 3.4.23:
 //! - a client certificate is required and verified when `--trusted-ca-file` or
@@ -19,19 +23,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use futures_lite::io::{AsyncBufRead, AsyncRead, AsyncWrite};
-use futures_rustls::{LazyConfigAcceptor, server::TlsStream};
-use ketch_config::{Config, TlsConfig};
-use rustls::server::{Acceptor, WebPkiClientVerifier};
-use rustls::{RootCertStore, ServerConfig};
+use futures_lite::io::{AsyncBufRead, AsyncWrite};
+use futures_rustls::server::TlsStream;
+use ketch_config::{Config, EtcdUrl, TlsConfig};
+use ketch_raft::transport::allowed::AllowedPeer;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// ALPN protocols offered, best first: gRPC needs h2; curl and browsers may ask for http/1.1.
 const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
-/// How long a client may take to finish its handshake before the connection is dropped, so a
-/// silent or slow client cannot hold a connection task forever.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where Go (and so etcd) looks for the system roots on Linux, first found wins.
 const SYSTEM_ROOT_FILES: [&str; 4] = [
     "/etc/ssl/certs/ca-certificates.crt",
@@ -78,7 +80,12 @@ pub fn client_tls(config: &Config) -> anyhow::Result<Option<ClientTls>> {
             https_urls[0]
         );
     }
-    let (cert_file, key_file) = cert_and_key_files(config)?;
+    let (cert_file, key_file) = cert_and_key_files(
+        tls,
+        &config.data_dir,
+        &config.listen_client_urls,
+        Side::Client,
+    )?;
     tracing::info!(
         "ClientTLS: cert = {}, key = {}, trusted-ca = {}, client-cert-auth = {}, crl-file = {}",
         cert_file.display(),
@@ -109,20 +116,39 @@ fn warn_ignored_files(config: &Config) {
     }
 }
 
-/// The certificate and key to serve: the given files, or under `--auto-tls` without them a
-/// self-signed pair in `<data-dir>/fixtures/client`.
-fn cert_and_key_files(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let tls = &config.client_tls;
+/// Which port a TLS setup is for: names the auto-tls fixtures directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Client,
+    Peer,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Peer => "peer",
+        }
+    }
+}
+
+/// The certificate and key to serve: the given files, or under auto-tls without them a
+/// self-signed pair in `<data-dir>/fixtures/<client|peer>` for the hosts of `urls`.
+fn cert_and_key_files(
+    tls: &TlsConfig,
+    data_dir: &Path,
+    urls: &[EtcdUrl],
+    side: Side,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
     if tls.auto_tls && tls.cert_file.is_empty() && tls.key_file.is_empty() {
-        let dir = config.data_dir.join("fixtures").join("client");
-        let mut hosts: Vec<String> = config
-            .listen_client_urls
-            .iter()
-            .map(|u| u.hostname().to_owned())
-            .collect();
+        let dir = data_dir.join("fixtures").join(side.name());
+        let mut hosts: Vec<String> = urls.iter().map(|u| u.hostname().to_owned()).collect();
         hosts.sort();
         hosts.dedup();
-        return self_signed_files(&dir, &hosts);
+        return self_signed_files(&dir, &hosts, side);
+    }
+    if tls.auto_tls {
+        tracing::warn!("ignoring {} auto TLS since certs given", side.name());
     }
     if tls.cert_file.is_empty() || tls.key_file.is_empty() {
         bail!(
@@ -134,12 +160,167 @@ fn cert_and_key_files(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((PathBuf::from(&tls.cert_file), PathBuf::from(&tls.key_file)))
 }
 
+/// The peer port's TLS setup (`--peer-*` flags): what https peer listeners serve, and what
+/// this member dials https peers with (raft, forwarding, the join's `/members` fetch).
+pub struct PeerTls {
+    /// `None` when every `--listen-peer-urls` is http.
+    pub server: Option<Arc<ServerConfig>>,
+    /// `None` without any peer TLS flag: then https peers cannot be dialled.
+    pub client: Option<Arc<ClientConfig>>,
+}
+
+/// Builds the peer TLS setup from the flags, with etcd's rules and wording: an https peer
+/// listener needs a certificate (or `--peer-auto-tls`); certificate files next to only http
+/// listeners are ignored for serving (with etcd's warning) but still used to dial peers.
+pub fn peer_tls(config: &Config) -> anyhow::Result<PeerTls> {
+    let tls = &config.peer_tls;
+    let allowed = allowed_peer(tls)?;
+    let https = config.listen_peer_urls.iter().find(|u| u.is_tls());
+    let dials_with_tls = tls.is_enabled() || !tls.trusted_ca_file.is_empty();
+    if https.is_none() && !dials_with_tls {
+        return Ok(PeerTls {
+            server: None,
+            client: None,
+        });
+    }
+    if let Some(url) = https {
+        if !tls.is_enabled() {
+            bail!(
+                "cannot listen on TLS for {}: KeyFile and CertFile are not presented",
+                url.host_port()
+            );
+        }
+    } else if !tls.cert_file.is_empty() || !tls.key_file.is_empty() {
+        for url in &config.listen_peer_urls {
+            tracing::warn!(
+                "The scheme of peer url {url} is HTTP while peer key/cert files are presented. \
+                 Ignored peer key/cert files."
+            );
+        }
+    }
+    let files = if tls.is_enabled() {
+        let files =
+            cert_and_key_files(tls, &config.data_dir, &config.listen_peer_urls, Side::Peer)?;
+        Some(files)
+    } else {
+        None
+    };
+    log_peer_tls(tls, files.as_ref());
+    if !tls.crl_file.is_empty() {
+        tracing::warn!("--peer-crl-file is not supported yet by ketch; ignored");
+    }
+    let server = match (&files, https) {
+        (Some((cert, key)), Some(_)) => Some(Arc::new(server_config_allowing(
+            tls,
+            cert,
+            key,
+            allowed.as_ref(),
+        )?)),
+        _ => None,
+    };
+    let self_signed = tls.auto_tls && tls.cert_file.is_empty();
+    let client = peer_client_config(tls, files.as_ref(), self_signed, allowed)?;
+    Ok(PeerTls {
+        server,
+        client: Some(Arc::new(client)),
+    })
+}
+
+/// `--peer-cert-allowed-cn` or `--peer-cert-allowed-hostname` (not both, as etcd).
+fn allowed_peer(tls: &TlsConfig) -> anyhow::Result<Option<AllowedPeer>> {
+    match (tls.allowed_cn.as_str(), tls.allowed_hostname.as_str()) {
+        ("", "") => Ok(None),
+        (cn, "") => Ok(Some(AllowedPeer::CommonName(cn.to_owned()))),
+        ("", host) => Ok(Some(AllowedPeer::Hostname(host.to_owned()))),
+        (cn, host) => bail!(
+            "AllowedCN and AllowedHostname are mutually exclusive (cn={cn:?}, hostname={host:?})"
+        ),
+    }
+}
+
+fn log_peer_tls(tls: &TlsConfig, files: Option<&(PathBuf, PathBuf)>) {
+    let (cert, key) = files
+        .map(|(c, k)| (c.display().to_string(), k.display().to_string()))
+        .unwrap_or_default();
+    tracing::info!(
+        "peerTLS: cert = {cert}, key = {key}, trusted-ca = {}, client-cert-auth = {}, crl-file = {}",
+        tls.trusted_ca_file,
+        tls.client_cert_auth,
+        tls.crl_file
+    );
+}
+
+/// How this member dials https peers: it presents its peer certificate (when it has one) and
+/// verifies the peer's against `--peer-trusted-ca-file` (else the system roots, as Go does),
+/// or, for a self-signed `--peer-auto-tls` setup, not at all (etcd sets InsecureSkipVerify for
+/// self-signed certificates).
+fn peer_client_config(
+    tls: &TlsConfig,
+    files: Option<&(PathBuf, PathBuf)>,
+    self_signed: bool,
+    allowed: Option<AllowedPeer>,
+) -> anyhow::Result<ClientConfig> {
+    use ketch_raft::transport::allowed::AllowedServerVerifier;
+    use ketch_raft::transport::tls::AcceptAnyServerCert;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match (self_signed, allowed) {
+        (true, _) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert::new(provider))),
+        (false, None) => builder.with_root_certificates(trusted_roots(tls)?),
+        (false, Some(allowed)) => {
+            let roots = Arc::new(trusted_roots(tls)?);
+            let inner =
+                rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+                    .build()
+                    .context("building the server certificate verifier")?;
+            let verifier = AllowedServerVerifier { inner, allowed };
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+        }
+    };
+    match files {
+        Some((cert, key)) => {
+            let certs = read_certs(cert, "certificate")?;
+            builder
+                .with_client_auth_cert(certs, read_key(key)?)
+                .map_err(tls_config_error)
+        }
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// rustls' configuration errors in Go's words where etcd shows them.
+fn tls_config_error(e: rustls::Error) -> anyhow::Error {
+    match e {
+        rustls::Error::InconsistentKeys(_) => {
+            anyhow::anyhow!("tls: private key does not match public key")
+        }
+        e => anyhow::anyhow!("tls: {e}"),
+    }
+}
+
 /// The rustls configuration for the given files and client-certificate rules.
 pub fn server_config(
     tls: &TlsConfig,
     cert_file: &Path,
     key_file: &Path,
 ) -> anyhow::Result<ServerConfig> {
+    server_config_allowing(tls, cert_file, key_file, None)
+}
+
+/// [`server_config`], refusing verified client certificates that `allowed` does not accept.
+fn server_config_allowing(
+    tls: &TlsConfig,
+    cert_file: &Path,
+    key_file: &Path,
+    allowed: Option<&AllowedPeer>,
+) -> anyhow::Result<ServerConfig> {
+    use ketch_raft::transport::allowed::AllowedClientVerifier;
     let certs = read_certs(cert_file, "certificate")?;
     let key = read_key(key_file)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -147,30 +328,36 @@ pub fn server_config(
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?;
     let builder = if tls.client_cert_auth || !tls.trusted_ca_file.is_empty() {
-        let roots = Arc::new(client_roots(tls)?);
+        let roots = Arc::new(trusted_roots(tls)?);
         let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
             .build()
             .context("building the client certificate verifier")?;
-        builder.with_client_cert_verifier(verifier)
+        match allowed {
+            None => builder.with_client_cert_verifier(verifier),
+            Some(allowed) => builder.with_client_cert_verifier(Arc::new(AllowedClientVerifier {
+                inner: verifier,
+                allowed: allowed.clone(),
+            })),
+        }
     } else {
         builder.with_no_client_auth()
     };
-    let mut config = builder.with_single_cert(certs, key).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => {
-            anyhow::anyhow!("tls: private key does not match public key")
-        }
-        e => anyhow::anyhow!("tls: {e}"),
-    })?;
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(tls_config_error)?;
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
 
-/// The CAs client certificates must chain to: `--trusted-ca-file`, else the system roots (as
-/// Go verifies with a nil ClientCAs pool).
-fn client_roots(tls: &TlsConfig) -> anyhow::Result<RootCertStore> {
+/// The CAs the other side's certificate must chain to: `--trusted-ca-file`, else the system
+/// roots (as Go verifies with a nil ClientCAs or RootCAs pool).
+fn trusted_roots(tls: &TlsConfig) -> anyhow::Result<RootCertStore> {
     let file = if tls.trusted_ca_file.is_empty() {
         let found = SYSTEM_ROOT_FILES.iter().find(|f| Path::new(f).exists());
-        PathBuf::from(found.context("--client-cert-auth without --trusted-ca-file needs the system roots, and none were found")?)
+        PathBuf::from(found.context(
+            "verifying certificates without a trusted CA file needs the system roots, and none \
+             were found",
+        )?)
     } else {
         PathBuf::from(&tls.trusted_ca_file)
     };
@@ -227,7 +414,11 @@ fn os_reason(e: &io::Error) -> String {
 /// ECDSA certificate (organisation "etcd", one year, the listen hosts as SANs, server auth)
 /// and its key (mode 0600) are written there. ring cannot sign with P-521, which etcd uses,
 /// so the key is P-256.
-fn self_signed_files(dir: &Path, hosts: &[String]) -> anyhow::Result<(PathBuf, PathBuf)> {
+fn self_signed_files(
+    dir: &Path,
+    hosts: &[String],
+    side: Side,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
     if cert_path.exists() && key_path.exists() {
@@ -239,7 +430,8 @@ fn self_signed_files(dir: &Path, hosts: &[String]) -> anyhow::Result<(PathBuf, P
     std::fs::write(&cert_path, cert_pem)
         .with_context(|| format!("writing {}", cert_path.display()))?;
     tracing::info!(
-        "generated a self-signed client certificate in {}",
+        "generated a self-signed {} certificate in {}",
+        side.name(),
         dir.display()
     );
     Ok((cert_path, key_path))
@@ -292,141 +484,27 @@ pub struct Accepted<IO> {
     pub client_cn: Option<ClientCertCn>,
 }
 
-/// Bounds of [`close_gently`]: how long, how many reads of how many bytes.
-const LINGER_TIMEOUT: Duration = Duration::from_millis(200);
-const LINGER_READS_MAX: usize = 16;
-const LINGER_READ_BYTES: usize = 4096;
-/// TLS record type of a handshake message: what the first byte of a TLS client must be.
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
-
-/// Runs the server side of the handshake on an accepted connection. A refusal (no client
-/// certificate, unknown CA, not TLS at all, the client rejecting our certificate, a timeout)
-/// is logged like etcd's "rejected connection" line and returned as `None`.
-pub async fn accept<IO>(
-    tls: &ClientTls,
-    mut io: IO,
-    remote: Option<SocketAddr>,
-) -> Option<Accepted<IO>>
+/// Runs the server side of the handshake on an accepted connection. A refusal is logged like
+/// etcd's "rejected connection" line and returned as `None` (see
+/// `ketch_raft::transport::tls::accept`).
+pub async fn accept<IO>(tls: &ClientTls, io: IO, remote: Option<SocketAddr>) -> Option<Accepted<IO>>
 where
     IO: AsyncBufRead + AsyncWrite + Unpin,
 {
-    let mut server_name = String::new();
-    let handshake = async {
-        refuse_non_tls(&mut io).await?;
-        let start = LazyConfigAcceptor::new(Acceptor::default(), io).await?;
-        server_name = start.client_hello().server_name().unwrap_or("").to_owned();
-        match start.into_stream(tls.config.clone()).into_fallible().await {
-            Ok(stream) => Ok(stream),
-            Err((e, io)) => {
-                close_gently(io).await;
-                Err(e)
-            }
-        }
+    let stream = ketch_raft::transport::tls::accept(tls.config.clone(), io, remote).await?;
+    let client_cn = if tls.cn_for_auth {
+        peer_common_name(&stream).map(ClientCertCn)
+    } else {
+        None
     };
-    let timeout = async {
-        glommio::timer::sleep(HANDSHAKE_TIMEOUT).await;
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "tls: handshake timed out",
-        ))
-    };
-    match futures_lite::future::or(handshake, timeout).await {
-        Ok(stream) => {
-            let client_cn = if tls.cn_for_auth {
-                peer_common_name(&stream).map(ClientCertCn)
-            } else {
-                None
-            };
-            Some(Accepted { stream, client_cn })
-        }
-        Err(e) => {
-            let remote = remote.map(|a| a.to_string()).unwrap_or_default();
-            tracing::warn!(
-                "rejected connection from \"{remote}\" (error \"{}\", ServerName \"{server_name}\")",
-                handshake_error_text(&e)
-            );
-            None
-        }
-    }
-}
-
-/// Closes a refused connection the way the client can read why: rustls has queued its alert,
-/// so send FIN and read what the client still sends (its first request, racing the alert)
-/// until it closes, for a bounded time. Dropping the socket with that request unread would
-/// send RST instead, and the client could lose the alert.
-async fn close_gently<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO) {
-    use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-    let drain = async {
-        let _ = io.close().await;
-        let mut buf = [0u8; LINGER_READ_BYTES];
-        for _ in 0..LINGER_READS_MAX {
-            if matches!(io.read(&mut buf).await, Ok(0) | Err(_)) {
-                break;
-            }
-        }
-    };
-    futures_lite::future::or(drain, glommio::timer::sleep(LINGER_TIMEOUT)).await;
-}
-
-/// Fails a connection whose first byte cannot start a TLS handshake (plain HTTP or gRPC sent
-/// to an https port) before rustls answers it: Go closes such a connection without a TLS
-/// alert, so a plain HTTP client sees an empty reply from etcd, not alert bytes.
-async fn refuse_non_tls<IO: AsyncBufRead + Unpin>(io: &mut IO) -> io::Result<()> {
-    let first = futures_lite::io::AsyncBufReadExt::fill_buf(io).await?;
-    match first.first() {
-        None => Err(io::ErrorKind::UnexpectedEof.into()),
-        Some(&TLS_HANDSHAKE_RECORD) => Ok(()),
-        Some(_) => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
-        )),
-    }
+    Some(Accepted { stream, client_cn })
 }
 
 /// The subject common name of the client's (verified) end-entity certificate. Go keeps the
 /// last CN attribute of the subject, so this does too.
 fn peer_common_name<IO>(stream: &TlsStream<IO>) -> Option<String> {
     let certs = stream.get_ref().1.peer_certificates()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(certs.first()?).ok()?;
-    cert.subject()
-        .iter_common_name()
-        .filter_map(|cn| cn.as_str().ok())
-        .last()
-        .map(str::to_owned)
-}
-
-/// etcd's (Go crypto/tls) wording for the handshake failures clients meet most.
-pub fn handshake_error_text(e: &io::Error) -> String {
-    use rustls::{AlertDescription, CertificateError, Error as TlsError, InvalidMessage};
-    let Some(tls) = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<TlsError>())
-    else {
-        return match e.kind() {
-            io::ErrorKind::UnexpectedEof => "EOF".to_owned(),
-            _ => e.to_string(),
-        };
-    };
-    match tls {
-        TlsError::NoCertificatesPresented => "tls: client didn't provide a certificate".to_owned(),
-        TlsError::InvalidCertificate(CertificateError::UnknownIssuer) => {
-            "tls: failed to verify client certificate: x509: certificate signed by unknown \
-             authority"
-                .to_owned()
-        }
-        TlsError::InvalidCertificate(other) => {
-            format!("tls: failed to verify client certificate: {other:?}")
-        }
-        TlsError::InvalidMessage(InvalidMessage::InvalidContentType)
-        | TlsError::InvalidMessage(InvalidMessage::UnknownProtocolVersion) => {
-            "tls: first record does not look like a TLS handshake".to_owned()
-        }
-        TlsError::AlertReceived(AlertDescription::BadCertificate) => {
-            "remote error: tls: bad certificate".to_owned()
-        }
-        TlsError::AlertReceived(alert) => format!("remote error: tls: {alert:?}"),
-        other => format!("tls: {other}"),
-    }
+    ketch_raft::transport::allowed::common_name(certs.first()?)
 }
 
 /// The client service with the connection's client common name put into every request's

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,6 +27,7 @@ use openraft::raft::{
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, RaftNetworkFactory, RaftNetworkV2};
+use rustls::ClientConfig;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -53,8 +55,11 @@ pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(200);
 /// makes every retry time out again (each retry resends the same entries), so the transport
 /// waits at least this long. A slow peer only delays its own replication stream.
 pub const RPC_TIMEOUT_MIN: Duration = Duration::from_millis(500);
-/// Longest wait for a TCP connect and the HTTP/2 handshake.
+/// Longest wait for a TCP connect, the TLS handshake (https peers) and the HTTP/2 handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// A peer refusing our TLS certificate (or presenting one we refuse) is logged at most once
+/// per this interval per peer, not on every redial.
+pub const TLS_WARN_INTERVAL: Duration = Duration::from_secs(5);
 
 type Sender = SendRequest<Full<Bytes>>;
 
@@ -88,6 +93,8 @@ pub struct PeerNetwork {
     peers: Rc<RefCell<HashMap<MemberId, Rc<Peer>>>>,
     /// Connections for forwarded client requests.
     forwards: Rc<RefCell<HashMap<MemberId, Rc<Peer>>>>,
+    /// How `https://` peers are dialled (`--peer-*` flags); `None`: only `http://` peers.
+    tls: Option<Arc<ClientConfig>>,
 }
 
 impl PeerNetwork {
@@ -97,7 +104,15 @@ impl PeerNetwork {
             cluster_id,
             peers: Rc::default(),
             forwards: Rc::default(),
+            tls: None,
         }
+    }
+
+    /// Dials `https://` peer URLs with `tls`: it presents this member's peer certificate and
+    /// verifies the peer's against the peer CAs. `http://` peers stay plaintext.
+    pub fn with_tls(mut self, tls: Option<Arc<ClientConfig>>) -> PeerNetwork {
+        self.tls = tls;
+        self
     }
 
     /// A forwarded request to the leader, on the forwarding connection, decoded as
@@ -116,34 +131,38 @@ impl PeerNetwork {
     }
 
     fn forward_peer(&self, target: MemberId, node: &Member) -> Rc<Peer> {
-        peer_for(
-            self.me,
-            &self.forwards,
-            target,
-            node,
-            self.cluster_id,
-            MAX_FORWARDS_PER_PEER,
-        )
+        self.peer_for(&self.forwards, target, node, MAX_FORWARDS_PER_PEER)
     }
-}
 
-/// The pooled peer for `target`, replaced when its address changed.
-fn peer_for(
-    me: MemberId,
-    pool: &RefCell<HashMap<MemberId, Rc<Peer>>>,
-    target: MemberId,
-    node: &Member,
-    cluster_id: u64,
-    slots: u64,
-) -> Rc<Peer> {
-    let addr = peer_addr(node);
-    let mut pool = pool.borrow_mut();
-    match pool.get(&target) {
-        Some(p) if p.addr == addr => p.clone(),
-        _ => {
-            let p = Rc::new(Peer::new(me, target, cluster_id, addr, slots));
-            pool.insert(target, p.clone());
-            p
+    /// The pooled peer for `target`, replaced when its address changed.
+    fn peer_for(
+        &self,
+        pool: &RefCell<HashMap<MemberId, Rc<Peer>>>,
+        target: MemberId,
+        node: &Member,
+        slots: u64,
+    ) -> Rc<Peer> {
+        let addr = peer_target(node);
+        let mut pool = pool.borrow_mut();
+        match pool.get(&target) {
+            Some(p) if p.addr == addr => p.clone(),
+            _ => {
+                let p = Rc::new(Peer {
+                    me: self.me,
+                    target,
+                    cluster_id: format!("{:x}", self.cluster_id),
+                    addr,
+                    tls: self.tls.clone(),
+                    tls_warned_at: Rc::default(),
+                    sender: RefCell::new(None),
+                    backoff: Cell::new(RECONNECT_BACKOFF_MIN),
+                    retry_at: Cell::new(None),
+                    dialing: glommio::sync::Semaphore::new(1),
+                    slots: glommio::sync::Semaphore::new(slots),
+                });
+                pool.insert(target, p.clone());
+                p
+            }
         }
     }
 }
@@ -152,14 +171,7 @@ impl RaftNetworkFactory<KetchRaftTypes> for PeerNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: MemberId, node: &Member) -> PeerClient {
-        let peer = peer_for(
-            self.me,
-            &self.peers,
-            target,
-            node,
-            self.cluster_id,
-            MAX_IN_FLIGHT_PER_PEER,
-        );
+        let peer = self.peer_for(&self.peers, target, node, MAX_IN_FLIGHT_PER_PEER);
         PeerClient { me: self.me, peer }
     }
 }
@@ -256,22 +268,32 @@ impl LeaderForward for PeerNetwork {
     }
 }
 
-/// The first peer URL of a member as a socket address (`http://127.0.0.1:2380`).
-fn peer_addr(node: &Member) -> Result<SocketAddr, String> {
+/// Where a member's first peer URL points: its socket address, and for an `https://` URL the
+/// host its certificate must name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PeerTarget {
+    addr: SocketAddr,
+    tls_host: Option<String>,
+}
+
+/// The first peer URL of a member as a [`PeerTarget`] (`http://127.0.0.1:2380`).
+fn peer_target(node: &Member) -> Result<PeerTarget, String> {
     let url = node
         .peer_urls
         .first()
         .ok_or_else(|| format!("member {:?} has no peer URL", node.name))?;
-    let host_port = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .unwrap_or(url)
-        .trim_end_matches('/');
-    host_port
+    let (host_port, https) = match url.strip_prefix("https://") {
+        Some(rest) => (rest, true),
+        None => (url.strip_prefix("http://").unwrap_or(url), false),
+    };
+    let host_port = host_port.trim_end_matches('/');
+    let addr = host_port
         .to_socket_addrs()
         .map_err(|e| format!("peer URL {url}: {e}"))?
         .next()
-        .ok_or_else(|| format!("peer URL {url} resolves to no address"))
+        .ok_or_else(|| format!("peer URL {url} resolves to no address"))?;
+    let tls_host = https.then(|| super::tls::host_of(host_port).to_owned());
+    Ok(PeerTarget { addr, tls_host })
 }
 
 /// One peer: its connection, dial backoff and in-flight slots.
@@ -280,7 +302,10 @@ struct Peer {
     me: MemberId,
     target: MemberId,
     cluster_id: String,
-    addr: Result<SocketAddr, String>,
+    addr: Result<PeerTarget, String>,
+    tls: Option<Arc<ClientConfig>>,
+    /// When a TLS failure with this peer was last logged (see [`TLS_WARN_INTERVAL`]).
+    tls_warned_at: Rc<Cell<Option<Instant>>>,
     sender: RefCell<Option<Sender>>,
     backoff: Cell<Duration>,
     retry_at: Cell<Option<Instant>>,
@@ -289,31 +314,11 @@ struct Peer {
 }
 
 impl Peer {
-    fn new(
-        me: MemberId,
-        target: MemberId,
-        cluster_id: u64,
-        addr: Result<SocketAddr, String>,
-        slots: u64,
-    ) -> Peer {
-        Peer {
-            me,
-            target,
-            cluster_id: format!("{cluster_id:x}"),
-            addr,
-            sender: RefCell::new(None),
-            backoff: Cell::new(RECONNECT_BACKOFF_MIN),
-            retry_at: Cell::new(None),
-            dialing: glommio::sync::Semaphore::new(1),
-            slots: glommio::sync::Semaphore::new(slots),
-        }
-    }
-
     fn unreachable(&self, why: impl Into<String>) -> PeerError {
         PeerError::Unreachable {
             target: self.target,
             addr: match &self.addr {
-                Ok(a) => a.to_string(),
+                Ok(a) => a.addr.to_string(),
                 Err(_) => "?".into(),
             },
             why: why.into(),
@@ -338,7 +343,8 @@ impl Peer {
         if self.retry_at.get().is_some_and(|at| Instant::now() < at) {
             return Err(self.unreachable("backing off after a failed dial"));
         }
-        let dialed = glommio::timer::timeout(CONNECT_TIMEOUT, async { Ok(dial(addr).await) }).await;
+        let dialed =
+            glommio::timer::timeout(CONNECT_TIMEOUT, async { Ok(self.dial(&addr).await) }).await;
         match dialed
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
@@ -457,14 +463,62 @@ impl Peer {
     }
 }
 
-/// Dials `addr` and runs the HTTP/2 connection task on this executor.
-async fn dial(addr: SocketAddr) -> std::io::Result<Sender> {
+impl Peer {
+    /// Dials `target` (through TLS for an https peer URL) and runs the HTTP/2 connection task
+    /// on this executor. The dial runs as its own task: polled from the executor rather than
+    /// from inside openraft's replication futures, the TLS handshake's deep stack (in debug
+    /// builds) does not add to theirs; on the raft executor's default 2 MiB stack it
+    /// overflowed otherwise.
+    async fn dial(&self, target: &PeerTarget) -> std::io::Result<Sender> {
+        let dialing = dial(target.clone(), self.tls.clone(), self.tls_warned_at.clone());
+        glommio::spawn_local(dialing).await
+    }
+}
+
+/// See [`Peer::dial`].
+async fn dial(
+    target: PeerTarget,
+    tls: Option<Arc<ClientConfig>>,
+    tls_warned_at: Rc<Cell<Option<Instant>>>,
+) -> std::io::Result<Sender> {
+    let addr = target.addr;
     let stream = glommio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(LocalExec, HyperIo(stream.buffered()))
-            .await
-            .map_err(std::io::Error::other)?;
+    let Some(host) = &target.tls_host else {
+        return http2_handshake(addr, HyperIo(stream.buffered())).await;
+    };
+    let Some(tls) = tls else {
+        return Err(std::io::Error::other(
+            "https peer URL, but this member has no peer TLS configuration \
+             (--peer-cert-file/--peer-key-file, --peer-trusted-ca-file or --peer-auto-tls)",
+        ));
+    };
+    match super::tls::connect(tls, host, stream).await {
+        // HyperIo reads through AsyncBufRead; the TLS stream only has AsyncRead.
+        Ok(tls_stream) => {
+            let tapped = TlsTap {
+                inner: tls_stream,
+                addr,
+                warned_at: tls_warned_at,
+            };
+            http2_handshake(addr, HyperIo(futures_lite::io::BufReader::new(tapped))).await
+        }
+        Err(e) => {
+            let why = super::tls::dial_error_text(&e);
+            warn_tls(&tls_warned_at, addr, &why);
+            Err(std::io::Error::other(why))
+        }
+    }
+}
+
+/// Runs hyper's HTTP/2 client handshake on `io` and spawns the connection task.
+async fn http2_handshake<IO>(addr: SocketAddr, io: HyperIo<IO>) -> std::io::Result<Sender>
+where
+    IO: futures_lite::io::AsyncBufRead + futures_lite::io::AsyncWrite + Unpin + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http2::handshake(LocalExec, io)
+        .await
+        .map_err(std::io::Error::other)?;
     glommio::spawn_local(async move {
         if let Err(e) = conn.await {
             tracing::debug!("peer connection to {addr} ended: {e}");
@@ -472,6 +526,76 @@ async fn dial(addr: SocketAddr) -> std::io::Result<Sender> {
     })
     .detach();
     Ok(sender)
+}
+
+/// A dialled peer's TLS stream that logs the TLS error breaking it (see [`warn_tls`]): with
+/// TLS 1.3 a peer refuses our certificate only after our side of the handshake has finished,
+/// and hyper's HTTP/2 layer keeps only the text of the I/O error it then meets.
+struct TlsTap<S> {
+    inner: S,
+    addr: SocketAddr,
+    warned_at: Rc<Cell<Option<Instant>>>,
+}
+
+impl<S> TlsTap<S> {
+    fn tap<T>(&self, r: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &r
+            && e.get_ref().is_some_and(|i| i.is::<rustls::Error>())
+        {
+            warn_tls(&self.warned_at, self.addr, &super::tls::dial_error_text(e));
+        }
+        r
+    }
+}
+
+impl<S: futures_lite::io::AsyncRead + Unpin> futures_lite::io::AsyncRead for TlsTap<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_read(cx, buf));
+        std::task::Poll::Ready(self.tap(r))
+    }
+}
+
+impl<S: futures_lite::io::AsyncWrite + Unpin> futures_lite::io::AsyncWrite for TlsTap<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_write(cx, buf));
+        std::task::Poll::Ready(self.tap(r))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_flush(cx));
+        std::task::Poll::Ready(self.tap(r))
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+/// Logs a TLS failure with a peer, at most once per [`TLS_WARN_INTERVAL`].
+fn warn_tls(warned_at: &Cell<Option<Instant>>, addr: SocketAddr, why: &str) {
+    let now = Instant::now();
+    if warned_at
+        .get()
+        .is_some_and(|at| now.duration_since(at) < TLS_WARN_INTERVAL)
+    {
+        return;
+    }
+    warned_at.set(Some(now));
+    tracing::warn!("peer {addr}: TLS connection failed: {why}");
 }
 
 /// The time a request is given: openraft's hard TTL, at least [`RPC_TIMEOUT_MIN`].

@@ -3,9 +3,11 @@
 //! to `start`), [`serve_peers`] the server half (run it on the raft executor with the
 //! `RaftNode`'s `raft`). docs/cluster.md describes the wire.
 
+pub mod allowed;
 pub mod client;
 pub mod io;
 pub mod server;
+pub mod tls;
 pub mod wire;
 
 pub use client::{

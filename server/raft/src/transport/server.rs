@@ -7,6 +7,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use openraft::raft::{VoteRequest, VoteResponse};
 use openraft::storage::Snapshot;
 use openraft::vote::RaftLeaderId;
 use openraft_rt::WatchReceiver;
+use rustls::ServerConfig;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -70,13 +72,17 @@ pub async fn serve_peers<S: StateStore>(
     recv_dir: PathBuf,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve_peers_with_app(raft, listener, cluster_id, recv_dir, None, stop).await
+    serve_peers_with_app(raft, listener, None, cluster_id, recv_dir, None, stop).await
 }
 
-/// [`serve_peers`], also answering the application's `/app/` calls with `app`.
+/// [`serve_peers`], also answering the application's `/app/` calls with `app`; with `tls`
+/// (an `https://` peer listener) every connection must first finish a TLS handshake, which
+/// verifies the peer's client certificate when `tls` asks for one. A refused handshake is
+/// logged (etcd's "rejected connection from ..." line) and the connection closed.
 pub async fn serve_peers_with_app<S: StateStore>(
     raft: KetchRaft<S>,
     listener: glommio::net::TcpListener,
+    tls: Option<Arc<ServerConfig>>,
     cluster_id: u64,
     recv_dir: PathBuf,
     app: Option<Rc<dyn PeerApp>>,
@@ -117,6 +123,7 @@ pub async fn serve_peers_with_app<S: StateStore>(
         glommio::spawn_local(serve_connection(
             ctx.clone(),
             stream,
+            tls.clone(),
             closed.clone(),
             live.clone(),
         ))
@@ -127,23 +134,46 @@ pub async fn serve_peers_with_app<S: StateStore>(
 async fn serve_connection<S: StateStore>(
     ctx: Rc<Ctx<S>>,
     stream: glommio::net::TcpStream,
+    tls: Option<Arc<ServerConfig>>,
     closed: flume::Receiver<()>,
     live: Rc<std::cell::Cell<usize>>,
 ) {
+    let served = async {
+        match tls {
+            None => serve_http(ctx, stream.buffered()).await,
+            Some(config) => {
+                let remote = stream.peer_addr().ok();
+                if let Some(tls_stream) =
+                    super::tls::accept(config, stream.buffered(), remote).await
+                {
+                    // HyperIo reads through AsyncBufRead; the TLS stream only has AsyncRead.
+                    serve_http(ctx, futures_lite::io::BufReader::new(tls_stream)).await;
+                }
+            }
+        }
+    };
+    futures::select! {
+        _ = Box::pin(served).fuse() => {}
+        _ = Box::pin(closed.recv_async()).fuse() => {}
+    }
+    live.set(live.get() - 1);
+}
+
+/// Serves HTTP/2 for ketch's own peers, and HTTP/1.1 too (for `GET /members` from a joining
+/// member), on one connection until it ends.
+async fn serve_http<S, IO>(ctx: Rc<Ctx<S>>, io: IO)
+where
+    S: StateStore,
+    IO: futures_lite::io::AsyncBufRead + futures_lite::io::AsyncWrite + Unpin + 'static,
+{
     let service = hyper::service::service_fn(move |req| {
         let ctx = ctx.clone();
         async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
     });
-    // HTTP/2 for ketch's own peers; HTTP/1.1 too, for `GET /members` from a joining member.
     let builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
-    let conn = builder.serve_connection(HyperIo(stream.buffered()), service);
-    futures::select! {
-        res = Box::pin(conn).fuse() => if let Err(e) = res {
-            tracing::debug!("peer connection ended: {e}");
-        },
-        _ = Box::pin(closed.recv_async()).fuse() => {}
+    if let Err(e) = builder.serve_connection(HyperIo(io), service).await {
+        tracing::debug!("peer connection ended: {e}");
     }
-    live.set(live.get() - 1);
 }
 
 fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
