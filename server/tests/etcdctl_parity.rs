@@ -7,9 +7,8 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::Duration;
 
 use common::{ServerProcess, free_port, ketch_bin};
@@ -58,21 +57,7 @@ fn shell_words(line: &str) -> Vec<String> {
 }
 
 fn run_etcdctl(endpoint: &str, args: &[String], input: Option<&str>) -> String {
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running etcdctl (apt-get install etcd-client)");
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin
-        .write_all(input.unwrap_or("").as_bytes())
-        .expect("writing etcdctl stdin");
-    drop(stdin);
-    let out = child.wait_with_output().expect("waiting for etcdctl");
+    let out = common::etcdctl_output(endpoint, args, input);
     format!(
         "$ etcdctl {}\n{}stderr: {}exit: {}\n",
         args.join(" "),

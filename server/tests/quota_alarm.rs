@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{ServerProcess, ketch_bin, require_etcd};
@@ -20,22 +19,7 @@ const VALUE_BYTES: usize = 20_000;
 const MAX_PUTS: usize = 40;
 
 fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> (String, String, Option<i32>) {
-    use std::io::Write;
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running etcdctl");
-    let mut input = child.stdin.take().expect("stdin");
-    input
-        .write_all(stdin.unwrap_or("").as_bytes())
-        .expect("etcdctl stdin");
-    drop(input);
-    let out = child.wait_with_output().expect("etcdctl output");
+    let out = common::etcdctl_output(endpoint, args, stdin);
     // etcdctl's client logs a JSON retry line with timestamps and UUIDs; its `Error:` line is
     // what users see.
     let errors: String = String::from_utf8_lossy(&out.stderr)

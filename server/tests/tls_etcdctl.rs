@@ -162,7 +162,7 @@ fn mask(text: &str, masks: &[(String, &str)]) -> String {
         text = text.replace(from.as_str(), to);
     }
     let took = regex::Regex::new(r"took = [0-9.]+[µmn]?s").expect("regex");
-    let id = regex::Regex::new(r"(?m)^[0-9a-f]{16}, ").expect("regex");
+    let id = regex::Regex::new(r"(?m)^[0-9a-f]{1,16}, ").expect("regex");
     let text = took.replace_all(&text, "took = <t>");
     id.replace_all(&text, "<member-id>, ").into_owned()
 }

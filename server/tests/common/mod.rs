@@ -232,6 +232,31 @@ pub fn transcript_of(bin: &Path, dir: &Path, script: impl FnOnce(&str) -> String
     t
 }
 
+/// Runs etcdctl (API v3) against `endpoint` with `input` on its stdin and waits for it.
+pub fn etcdctl_output<S: AsRef<std::ffi::OsStr>>(
+    endpoint: &str,
+    args: &[S],
+    input: Option<&str>,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running etcdctl (apt-get install etcd-client)");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(input.unwrap_or("").as_bytes())
+        .expect("writing etcdctl stdin");
+    drop(stdin);
+    child.wait_with_output().expect("waiting for etcdctl")
+}
+
 /// The etcd binary the comparisons run against; a missing etcd fails the test (it is the
 /// oracle) with the way to install it.
 pub fn require_etcd(path: &str) -> &Path {
