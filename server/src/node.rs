@@ -18,6 +18,8 @@ pub struct Limits {
     pub max_txn_ops: usize,
     /// `--election-timeout`: how often require-leader watch streams check for a leader.
     pub election_timeout: std::time::Duration,
+    /// `--bcrypt-cost`: the cost new passwords are hashed with.
+    pub bcrypt_cost: u32,
 }
 
 pub struct Node {

@@ -2,23 +2,60 @@
 //! persists beside it — each lease's granted TTL and its last checkpointed remaining TTL — so
 //! both are in every snapshot and replayed from the log on restart. Pure: no clock, no I/O.
 //!
-//! Snapshot format (all integers little-endian): magic `KETCHST\0`, u32 version, u64 length
-//! of the MVCC snapshot, the MVCC snapshot bytes, u64 lease count, then per lease i64 id,
-//! i64 granted TTL, i64 remaining TTL (0 = none), then a CRC-32C of everything before it. A
-//! bare MVCC snapshot (no leases' TTLs) is read too.
+//! The store also holds the auth store (`ketch_auth`): auth entries are applied to it, and
+//! KV writes are permission-checked against it first (`auth_apply`), in log order on every
+//! member.
+//!
+//! Snapshot format (all integers little-endian): magic `KETCHST\0`, u32 version (2), u64
+//! length of the MVCC snapshot, the MVCC snapshot bytes, u64 lease count, then per lease i64
+//! id, i64 granted TTL, i64 remaining TTL (0 = none), then u64 length of the auth section and
+//! the auth section (`ketch_auth::snapshot`, with its own magic, version and CRC), then a
+//! CRC-32C of everything before it. Version 1 (no auth section: auth off, no users) and a
+//! bare MVCC snapshot (no leases' TTLs either) are read too. docs/auth.md has the layout.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::ops::Deref;
+use std::sync::OnceLock;
+use std::time::Instant;
 
+use ketch_auth::{ApplyContext, AuthConfig, AuthError, AuthStore};
 use ketch_mvcc::{MvccError, Store};
 use ketch_proto::ketchpb::{RaftRequest, RaftResponse, raft_request, raft_response};
 use ketch_proto::mvccpb::Event;
 use ketch_proto::{LeaseCheckpointRequest, LeaseCheckpointResponse, ResponseHeader};
 use ketch_raft::StateStore;
 
+use super::auth_apply;
+
 const STATE_MAGIC: &[u8; 8] = b"KETCHST\0";
-const STATE_FORMAT_VERSION: u32 = 1;
+/// 2 added the auth section; 1 is still read (auth off, no users or roles).
+const STATE_FORMAT_VERSION: u32 = 2;
+const STATE_FORMAT_VERSION_NO_AUTH: u32 = 1;
+
+/// The member's auth settings (`--auth-token-ttl`). The raft crate builds stores with
+/// `Default` (also when it installs a snapshot), so the settings are process-wide, set once
+/// at startup before raft starts.
+static AUTH_CONFIG: OnceLock<AuthConfig> = OnceLock::new();
+
+/// Sets the auth settings every store of this process gets; the first call wins.
+pub fn set_auth_config(config: AuthConfig) {
+    let _ = AUTH_CONFIG.set(config);
+}
+
+fn new_auth_store() -> AuthStore {
+    AuthStore::new(AUTH_CONFIG.get().cloned().unwrap_or_default())
+}
+
+/// Why applying an entry failed: the MVCC store's refusal or the auth store's (a permission
+/// check or an auth request's own rules). Every member fails the same entry alike.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Mvcc(#[from] MvccError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
 
 /// What the store keeps of a lease beyond its existence and keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,12 +66,29 @@ pub struct LeaseTtl {
     pub remaining_ttl: i64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ReplicatedStore {
     mvcc: Store,
     ttls: BTreeMap<i64, LeaseTtl>,
     /// Bumped on every grant or revoke applied, so the lessor knows when to re-read the table.
     lease_generation: u64,
+    auth: AuthStore,
+    /// The raft index of the last entry applied here (0 after a snapshot install until the
+    /// next entry): a token names the index it was created at, and a member resolves it
+    /// only once it applied that far.
+    applied_index: u64,
+}
+
+impl Default for ReplicatedStore {
+    fn default() -> Self {
+        ReplicatedStore {
+            mvcc: Store::default(),
+            ttls: BTreeMap::new(),
+            lease_generation: 0,
+            auth: new_auth_store(),
+            applied_index: 0,
+        }
+    }
 }
 
 /// Reads see the MVCC store directly (`store.range(..)`, `store.revision()`).
@@ -59,6 +113,47 @@ impl ReplicatedStore {
         self.lease_generation
     }
 
+    /// The auth store, for checks and token lookups on the request path.
+    pub fn auth(&self) -> &AuthStore {
+        &self.auth
+    }
+
+    /// The auth store, for what changes member-local state only (a token lookup restarts
+    /// the token's TTL; expiring tokens).
+    pub fn auth_mut(&mut self) -> &mut AuthStore {
+        &mut self.auth
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// Applies one committed entry at raft index `index`.
+    pub fn apply_entry(
+        &mut self,
+        index: u64,
+        req: &RaftRequest,
+        events: &mut Vec<Event>,
+    ) -> Result<RaftResponse, StoreError> {
+        if index != 0 {
+            self.applied_index = index;
+        }
+        let who = auth_apply::who_of(req.header.as_ref());
+        if let Some(auth_req) = auth_apply::auth_request_of(req) {
+            let ctx = ApplyContext {
+                index,
+                now: Instant::now(),
+            };
+            let resp = self.auth.apply(&auth_req?, &who, &ctx)?;
+            let response = auth_apply::auth_response(resp, self.mvcc.revision());
+            return Ok(RaftResponse {
+                response: Some(response),
+            });
+        }
+        auth_apply::check_entry(&self.auth, &self.mvcc, &who, req)?;
+        self.apply_kv(req, events)
+    }
+
     fn apply_checkpoint(&mut self, req: &LeaseCheckpointRequest) -> LeaseCheckpointResponse {
         for cp in &req.checkpoints {
             if let Some(t) = self.ttls.get_mut(&cp.id) {
@@ -74,15 +169,13 @@ impl ReplicatedStore {
     }
 }
 
-impl StateStore for ReplicatedStore {
-    type Event = Event;
-    type Error = MvccError;
-
-    fn apply(
+impl ReplicatedStore {
+    /// The MVCC and lease side of an entry, once its permission checks passed.
+    fn apply_kv(
         &mut self,
         req: &RaftRequest,
         events: &mut Vec<Event>,
-    ) -> Result<RaftResponse, MvccError> {
+    ) -> Result<RaftResponse, StoreError> {
         use raft_request::Request as Q;
         match req.request.as_ref() {
             Some(Q::LeaseCheckpoint(r)) => Ok(RaftResponse {
@@ -106,8 +199,31 @@ impl StateStore for ReplicatedStore {
                 self.lease_generation += 1;
                 Ok(resp)
             }
-            _ => self.mvcc.apply(req, events),
+            _ => Ok(self.mvcc.apply(req, events)?),
         }
+    }
+}
+
+impl StateStore for ReplicatedStore {
+    type Event = Event;
+    type Error = StoreError;
+
+    /// An entry at an unknown index (tests): tokens it creates are named `<prefix>.0`.
+    fn apply(
+        &mut self,
+        req: &RaftRequest,
+        events: &mut Vec<Event>,
+    ) -> Result<RaftResponse, StoreError> {
+        self.apply_entry(0, req, events)
+    }
+
+    fn apply_at(
+        &mut self,
+        index: u64,
+        req: &RaftRequest,
+        events: &mut Vec<Event>,
+    ) -> Result<RaftResponse, StoreError> {
+        self.apply_entry(index, req, events)
     }
 
     fn write_snapshot(&self, w: &mut dyn Write) -> io::Result<()> {
@@ -129,6 +245,9 @@ impl StateStore for ReplicatedStore {
                 out.extend_from_slice(&n.to_le_bytes());
             }
         }
+        let auth = ketch_auth::snapshot::write(self.auth.state());
+        out.extend_from_slice(&(auth.len() as u64).to_le_bytes());
+        out.extend_from_slice(&auth);
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -137,7 +256,12 @@ impl StateStore for ReplicatedStore {
     fn read_snapshot(&mut self, r: &mut dyn Read) -> io::Result<()> {
         let mut buf = Vec::new();
         r.read_to_end(&mut buf)?;
-        *self = decode_snapshot(&buf)?;
+        let mut decoded = decode_snapshot(&buf)?;
+        // This member's tokens survive the new state unless it has auth off (etcd's Recover).
+        let state = decoded.auth.state().clone();
+        decoded.auth = std::mem::replace(&mut self.auth, new_auth_store());
+        decoded.auth.restore(state);
+        *self = decoded;
         Ok(())
     }
 
@@ -164,7 +288,7 @@ fn decode_snapshot(buf: &[u8]) -> io::Result<ReplicatedStore> {
     }
     let mut p = Cursor { buf: body, pos: 8 };
     let version = u32::from_le_bytes(p.take(4)?.try_into().expect("4 bytes"));
-    if version != STATE_FORMAT_VERSION {
+    if version != STATE_FORMAT_VERSION && version != STATE_FORMAT_VERSION_NO_AUTH {
         return Err(bad(&format!("unknown format version {version}")));
     }
     let mvcc_len = usize::try_from(p.i64()?).map_err(|_| bad("mvcc length"))?;
@@ -180,6 +304,11 @@ fn decode_snapshot(buf: &[u8]) -> io::Result<ReplicatedStore> {
             remaining_ttl,
         };
         state.ttls.insert(id, ttl);
+    }
+    if version == STATE_FORMAT_VERSION {
+        let auth_len = usize::try_from(p.i64()?).map_err(|_| bad("auth length"))?;
+        let auth = ketch_auth::snapshot::read(p.take(auth_len)?).map_err(io::Error::other)?;
+        state.auth.restore(auth);
     }
     if p.pos != body.len() {
         return Err(bad("trailing bytes"));
@@ -205,7 +334,7 @@ fn from_bare_mvcc(mut buf: &[u8]) -> io::Result<ReplicatedStore> {
     Ok(ReplicatedStore {
         mvcc,
         ttls,
-        lease_generation: 0,
+        ..Default::default()
     })
 }
 
@@ -238,7 +367,10 @@ mod tests {
     use ketch_proto::{LeaseCheckpoint, LeaseGrantRequest, LeaseRevokeRequest, PutRequest};
 
     fn req(r: raft_request::Request) -> RaftRequest {
-        RaftRequest { request: Some(r) }
+        RaftRequest {
+            request: Some(r),
+            header: None,
+        }
     }
 
     fn grant(id: i64, ttl: i64) -> RaftRequest {
