@@ -214,3 +214,192 @@ impl Checks<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ketch_auth::PERM_READWRITE;
+    use ketch_proto::authpb;
+    use ketch_proto::ketchpb::{AuthenticateInternal, UserAddInternal};
+    use ketch_proto::{
+        AuthEnableRequest, AuthRoleAddRequest, AuthRoleGrantPermissionRequest,
+        AuthUserGrantRoleRequest, LeaseGrantRequest, LeaseRevokeRequest, TxnRequest,
+    };
+    use ketch_raft::StateStore;
+
+    use super::*;
+    use crate::lease::state::{ReplicatedStore, StoreError};
+    use raft_request::Request as Q;
+
+    /// bcrypt's cheapest cost: these tests check rules, not hashing.
+    const TEST_COST: u32 = 4;
+
+    fn as_user(who: &AuthInfo, r: Q) -> RaftRequest {
+        RaftRequest {
+            request: Some(r),
+            header: header_of(who),
+        }
+    }
+
+    fn user(name: &str, s: &ReplicatedStore) -> AuthInfo {
+        AuthInfo {
+            user: name.to_string(),
+            revision: s.auth().revision(),
+        }
+    }
+
+    fn apply(s: &mut ReplicatedStore, req: RaftRequest) -> Result<(), StoreError> {
+        s.apply(&req, &mut Vec::new()).map(|_| ())
+    }
+
+    fn put(key: &str, lease: i64) -> Q {
+        Q::Put(PutRequest {
+            key: key.to_string().into(),
+            value: "v".into(),
+            lease,
+            ..Default::default()
+        })
+    }
+
+    fn add_user(s: &mut ReplicatedStore, name: &str, role: &str) {
+        let hashed_password = ketch_auth::hash_password("pw", TEST_COST).unwrap();
+        let add = UserAddInternal {
+            name: name.to_string(),
+            hashed_password,
+            no_password: false,
+        };
+        let nobody = AuthInfo::anonymous();
+        apply(s, as_user(&nobody, Q::AuthUserAdd(add))).unwrap();
+        let grant = AuthUserGrantRoleRequest {
+            user: name.to_string(),
+            role: role.to_string(),
+        };
+        apply(s, as_user(&nobody, Q::AuthUserGrantRole(grant))).unwrap();
+    }
+
+    /// root (root role), and alice with read-write on [a, b); auth on.
+    fn store_with_auth() -> ReplicatedStore {
+        let mut s = ReplicatedStore::default();
+        let nobody = AuthInfo::anonymous();
+        let role = AuthRoleAddRequest { name: "rw".into() };
+        apply(&mut s, as_user(&nobody, Q::AuthRoleAdd(role))).unwrap();
+        let perm = AuthRoleGrantPermissionRequest {
+            name: "rw".into(),
+            perm: Some(authpb::Permission {
+                perm_type: PERM_READWRITE,
+                key: "a".into(),
+                range_end: "b".into(),
+            }),
+        };
+        apply(&mut s, as_user(&nobody, Q::AuthRoleGrantPermission(perm))).unwrap();
+        add_user(&mut s, "root", "root");
+        add_user(&mut s, "alice", "rw");
+        apply(
+            &mut s,
+            as_user(&nobody, Q::AuthEnable(AuthEnableRequest {})),
+        )
+        .unwrap();
+        assert!(s.auth().enabled());
+        s
+    }
+
+    fn denied(r: Result<(), StoreError>) -> Option<AuthError> {
+        match r {
+            Err(StoreError::Auth(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn kv_writes_are_checked_at_apply_with_the_proposers_identity() {
+        let mut s = store_with_auth();
+        let alice = user("alice", &s);
+        apply(&mut s, as_user(&alice, put("a1", 0))).unwrap();
+        let outside = apply(&mut s, as_user(&alice, put("z", 0)));
+        assert_eq!(denied(outside), Some(AuthError::PermissionDenied));
+        let anonymous = apply(&mut s, as_user(&AuthInfo::anonymous(), put("a2", 0)));
+        assert_eq!(denied(anonymous), Some(AuthError::UserEmpty));
+        let stale = AuthInfo {
+            revision: alice.revision - 1,
+            ..alice.clone()
+        };
+        let old = apply(&mut s, as_user(&stale, put("a3", 0)));
+        assert_eq!(denied(old), Some(AuthError::AuthOldRevision));
+        assert_eq!(s.revision(), 2, "only the permitted put was applied");
+    }
+
+    #[test]
+    fn nested_txns_are_checked_unlike_etcd_3_4() {
+        let mut s = store_with_auth();
+        let alice = user("alice", &s);
+        let read_z = RequestOp {
+            request: Some(request_op::Request::RequestRange(RangeRequest {
+                key: "z".into(),
+                ..Default::default()
+            })),
+        };
+        let inner = TxnRequest {
+            success: vec![read_z],
+            ..Default::default()
+        };
+        let outer = TxnRequest {
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestTxn(inner)),
+            }],
+            ..Default::default()
+        };
+        let r = apply(&mut s, as_user(&alice, Q::Txn(outer)));
+        assert_eq!(denied(r), Some(AuthError::PermissionDenied));
+    }
+
+    #[test]
+    fn leases_holding_foreign_keys_cannot_be_revoked_or_reused_but_expire_as_root() {
+        let mut s = store_with_auth();
+        let root = user("root", &s);
+        let alice = user("alice", &s);
+        let grant = Q::LeaseGrant(LeaseGrantRequest { id: 9, ttl: 60 });
+        apply(&mut s, as_user(&root, grant)).unwrap();
+        apply(&mut s, as_user(&root, put("z", 9))).unwrap();
+        let reuse = apply(&mut s, as_user(&alice, put("a1", 9)));
+        assert_eq!(denied(reuse), Some(AuthError::PermissionDenied));
+        let revoke = || Q::LeaseRevoke(LeaseRevokeRequest { id: 9 });
+        let r = apply(&mut s, as_user(&alice, revoke()));
+        assert_eq!(denied(r), Some(AuthError::PermissionDenied));
+        let expiry = RaftRequest {
+            request: Some(revoke()),
+            header: internal_header(),
+        };
+        apply(&mut s, expiry).unwrap();
+        assert!(!s.lease_exists(9));
+    }
+
+    #[test]
+    fn authenticate_names_its_token_after_the_raft_index() {
+        let mut s = store_with_auth();
+        let login = AuthenticateInternal {
+            name: "alice".into(),
+            simple_token: "abcdefghijklmnop".into(),
+        };
+        let req = as_user(&AuthInfo::anonymous(), Q::Authenticate(login));
+        let resp = s.apply_at(42, &req, &mut Vec::new()).unwrap();
+        let Some(raft_response::Response::Authenticate(r)) = resp.response else {
+            panic!("{resp:?}");
+        };
+        assert_eq!(r.token, "abcdefghijklmnop.42");
+        assert_eq!(s.applied_index(), 42);
+        let who = s
+            .auth_mut()
+            .resolve_token(&r.token, std::time::Instant::now())
+            .unwrap();
+        assert_eq!(who.user, "alice");
+    }
+
+    #[test]
+    fn auth_state_is_in_the_snapshot() {
+        let s = store_with_auth();
+        let bytes = s.snapshot_bytes();
+        let mut back = ReplicatedStore::default();
+        back.read_snapshot(&mut bytes.as_slice()).unwrap();
+        assert_eq!(back.auth().state(), s.auth().state());
+        assert!(back.auth().enabled());
+    }
+}

@@ -438,3 +438,45 @@ mod tests {
         assert!(back.read_snapshot(&mut buf.as_slice()).is_err());
     }
 }
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    /// A state snapshot in an older layout: `version`, the MVCC part, no leases, nothing
+    /// more, and its CRC.
+    fn snapshot_of_version(version: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(STATE_MAGIC);
+        out.extend_from_slice(&version.to_le_bytes());
+        let mut mvcc = Vec::new();
+        Store::default().append_snapshot(&mut mvcc);
+        out.extend_from_slice(&(mvcc.len() as u64).to_le_bytes());
+        out.extend_from_slice(&mvcc);
+        out.extend_from_slice(&0u64.to_le_bytes());
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn version_1_snapshots_read_with_auth_off_and_unknown_versions_are_refused() {
+        let mut s = ReplicatedStore::default();
+        s.read_snapshot(&mut snapshot_of_version(1).as_slice())
+            .unwrap();
+        assert!(!s.auth().enabled());
+        assert_eq!(s.auth().revision(), 1, "a fresh auth store");
+        let err = s
+            .read_snapshot(&mut snapshot_of_version(3).as_slice())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown format version 3"),
+            "{err}"
+        );
+        // A version-2 snapshot whose auth section is missing is refused, not misread.
+        let err = s
+            .read_snapshot(&mut snapshot_of_version(2).as_slice())
+            .unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+}
