@@ -7,9 +7,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
+mod auth_support;
+
+use auth_support::{BASE_SETUP, FAST_BCRYPT, etcdctl, run_all};
 use common::{ServerProcess, free_port, ketch_bin, require_etcd};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -17,7 +19,6 @@ use rcgen::{
 };
 
 const ETCD_BIN: &str = "/usr/bin/etcd";
-const ETCDCTL_TIMEOUT_SECS: &str = "20";
 /// The common names of the client certificates made for the test.
 const CLIENT_NAMES: [&str; 3] = ["root", "alice", "ghost"];
 
@@ -68,34 +69,6 @@ fn path_str(p: PathBuf) -> String {
     p.to_str().expect("utf-8 path").to_string()
 }
 
-/// etcdctl with `args`, masked: the endpoint and etcdctl's log timestamps and client IDs.
-fn etcdctl(endpoint: &str, args: &[String]) -> String {
-    let out = Command::new("timeout")
-        .args([ETCDCTL_TIMEOUT_SECS, "etcdctl"])
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .args(args)
-        .output()
-        .expect("running etcdctl");
-    let text = format!(
-        "$ etcdctl {}\n{}{}[exit {:?}]\n",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        out.status.code()
-    );
-    let ts = regex::Regex::new(r#""ts":"[^"]*""#).expect("regex");
-    let client = regex::Regex::new(r"client-[0-9a-f-]{36}").expect("regex");
-    let text = ts.replace_all(&text, r#""ts":"TS""#);
-    client
-        .replace_all(&text, "client-ID")
-        .replace(endpoint.trim_start_matches("https://"), "ENDPOINT")
-}
-
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
 fn transcript(bin: &Path, dir: &Path, certs: &Path) -> String {
     let (http_port, https_port) = (free_port(), free_port());
     let listen = format!("http://127.0.0.1:{http_port},https://127.0.0.1:{https_port}");
@@ -115,37 +88,23 @@ fn transcript(bin: &Path, dir: &Path, certs: &Path) -> String {
         "--trusted-ca-file",
         &ca,
         "--client-cert-auth",
-        "--bcrypt-cost",
-        "4",
+        FAST_BCRYPT[0],
+        FAST_BCRYPT[1],
     ];
     let mut server = ServerProcess::start_on(bin, dir, http_port, free_port(), &flags);
     server.wait_healthy(Duration::from_secs(20));
     let http = format!("127.0.0.1:{http_port}");
     let https = format!("https://127.0.0.1:{https_port}");
-    let mut t = String::new();
-    for a in [
-        &["user", "add", "root", "--new-user-password=rootpw"][..],
-        &["role", "add", "app"],
-        &[
-            "role",
-            "grant-permission",
-            "app",
-            "readwrite",
-            "app/",
-            "--prefix",
-        ],
-        &["user", "add", "alice", "--new-user-password=alicepw"],
-        &["user", "grant-role", "alice", "app"],
+    let extra: &[&[&str]] = &[
         &["put", "secret", "s"],
         &["auth", "enable"],
         &["get", "secret"],
-    ] {
-        t += &etcdctl(&http, &args(a));
-    }
+    ];
+    let mut t = run_all(&http, BASE_SETUP) + &run_all(&http, extra);
     let as_cn = |name: &str, rest: &[&str]| -> String {
-        let mut a = args(&["--cacert", &ca, "--cert", &cert(name), "--key", &key(name)]);
-        a.extend(args(rest));
-        etcdctl(&https, &a)
+        let (cert, key) = (cert(name), key(name));
+        let tls = ["--cacert", ca.as_str(), "--cert", &cert, "--key", &key];
+        etcdctl(&https, &[&tls[..], rest].concat(), None)
     };
     for name in CLIENT_NAMES {
         t += &format!("## as CN {name}\n");

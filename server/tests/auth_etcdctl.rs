@@ -8,83 +8,25 @@
 
 mod common;
 
+mod auth_support;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use auth_support::{BASE_SETUP, FAST_BCRYPT, etcdctl, run_all};
 use common::{ServerProcess, ketch_bin, require_etcd};
 
 const ETCD_BIN: &str = "/usr/bin/etcd";
-/// Every etcdctl call is bounded: a hung server fails the test instead of stalling CI.
-const ETCDCTL_TIMEOUT_SECS: &str = "20";
-/// bcrypt's cheapest cost, given to etcd and ketch alike: every `--user` command checks a
-/// password, and at etcd's default (10) that takes ~0.3 s in a debug build of ketch. The
-/// cluster test keeps the default.
-const FAST_BCRYPT: [&str; 2] = ["--bcrypt-cost", "4"];
-
-/// Runs etcdctl against `endpoint`; returns the command, its stdout and stderr with what
-/// differs run to run masked, and its exit code.
-fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let mut cmd = Command::new("timeout");
-    cmd.args([ETCDCTL_TIMEOUT_SECS, "etcdctl"])
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("running etcdctl");
-    {
-        use std::io::Write;
-        let mut input = child.stdin.take().expect("piped stdin");
-        input
-            .write_all(stdin.unwrap_or("").as_bytes())
-            .expect("writing etcdctl's stdin");
-    }
-    let out = child.wait_with_output().expect("collecting etcdctl output");
-    let text = format!(
-        "$ etcdctl {}\n{}{}[exit {:?}]\n",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        out.status.code()
-    );
-    mask(&text, endpoint)
-}
-
-/// Masks etcdctl's log timestamps, its random client IDs and the server's address.
-fn mask(text: &str, endpoint: &str) -> String {
-    let ts = regex::Regex::new(r#""ts":"[^"]*""#).expect("regex");
-    let client = regex::Regex::new(r"client-[0-9a-f-]{36}").expect("regex");
-    let text = ts.replace_all(text, r#""ts":"TS""#);
-    let text = client.replace_all(&text, "client-ID");
-    text.replace(endpoint, "ENDPOINT")
-}
 
 /// Users, roles and permissions, then auth on, as the etcd docs walk through it.
 fn setup(ep: &str) -> String {
-    let mut t = String::new();
-    for args in [
-        &["user", "add", "root", "--new-user-password=rootpw"][..],
-        &["role", "add", "app"],
-        &[
-            "role",
-            "grant-permission",
-            "app",
-            "readwrite",
-            "app/",
-            "--prefix",
-        ],
+    let extra: &[&[&str]] = &[
         &["role", "grant-permission", "app", "read", "config"],
-        &["user", "add", "alice", "--new-user-password=alicepw"],
-        &["user", "grant-role", "alice", "app"],
         &["user", "add", "bob", "--new-user-password=bobpw"],
         &["put", "config", "v1"],
         &["auth", "enable"],
-    ] {
-        t += &etcdctl(ep, args, None);
-    }
-    t
+    ];
+    run_all(ep, BASE_SETUP) + &run_all(ep, extra)
 }
 
 /// What each user may and may not do once auth is on.
@@ -250,28 +192,10 @@ fn auth_works_through_every_member_of_a_cluster() {
     let members = ServerProcess::start_cluster(&ketch_bin(), tmp.path(), 3, &[]);
     let eps: Vec<String> = members.iter().map(ServerProcess::endpoint).collect();
     let run = |i: usize, args: &[&str]| etcdctl(&eps[i], args, None);
-    for (i, args) in [
-        (
-            0,
-            &["user", "add", "root", "--new-user-password=rootpw"][..],
-        ),
-        (1, &["role", "add", "app"]),
-        (
-            2,
-            &[
-                "role",
-                "grant-permission",
-                "app",
-                "readwrite",
-                "app/",
-                "--prefix",
-            ],
-        ),
-        (0, &["user", "add", "alice", "--new-user-password=alicepw"]),
-        (1, &["user", "grant-role", "alice", "app"]),
-        (2, &["auth", "enable"]),
-    ] {
-        let out = run(i, args);
+    // Each setup step through another member: followers forward them to the leader.
+    let setup = BASE_SETUP.iter().copied().chain([&["auth", "enable"][..]]);
+    for (i, args) in setup.enumerate() {
+        let out = run(i % 3, args);
         assert!(out.ends_with("[exit Some(0)]\n"), "{out}");
     }
     for i in 0..3 {
