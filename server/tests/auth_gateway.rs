@@ -3,6 +3,7 @@
 //! token (a bogus one, one after `auth disable`), and the maintenance service's untranslated
 //! auth errors answer the same status and body on ketch as on etcd 3.4.23; only the member
 //! and cluster IDs, the raft term and the token itself (random letters, raft index) are masked.
+//! And a token left unused for `--auth-token-ttl` expires on both, while using it keeps it.
 
 mod common;
 
@@ -146,4 +147,57 @@ fn gateway_auth_answers_as_etcd_does() {
             "missing {expected:?} in:\n{ketch}"
         );
     }
+}
+
+/// A token unused for `--auth-token-ttl` seconds is invalid; each use restarts its TTL.
+fn token_ttl_transcript(bin: &Path, dir: &Path) -> String {
+    let flags = [FAST_BCRYPT[0], FAST_BCRYPT[1], "--auth-token-ttl", "2"];
+    let mut server = ServerProcess::start(bin, dir, &flags);
+    server.wait_healthy(Duration::from_secs(20));
+    let port = server.client_port;
+    for (path, body) in [
+        ("/v3/auth/user/add", r#"{"name":"root","password":"pw"}"#),
+        ("/v3/auth/user/grant", r#"{"user":"root","role":"root"}"#),
+        ("/v3/auth/enable", "{}"),
+    ] {
+        post(port, path, body, None);
+    }
+    let login = post(
+        port,
+        "/v3/auth/authenticate",
+        r#"{"name":"root","password":"pw"}"#,
+        None,
+    );
+    let token_re = Regex::new(r#""token":"([^"]*)""#).expect("regex");
+    let token = token_re.captures(&login).map(|c| c[1].to_string());
+    let token = token.unwrap_or_else(|| panic!("no token in {login}"));
+    let mut t = String::new();
+    for pause_ms in [0, 1200, 1200, 3500] {
+        std::thread::sleep(Duration::from_millis(pause_ms));
+        let answer = post(port, "/v3/auth/user/list", "{}", Some(&token));
+        let users = answer.contains(r#""users":["root"]"#);
+        t += &format!(
+            "after {pause_ms} ms idle: {}\n",
+            if users { "ok" } else { &answer }
+        );
+    }
+    server.kill9();
+    t
+}
+
+#[test]
+fn tokens_expire_after_the_ttl_unless_used() {
+    let etcd_bin = require_etcd(ETCD_BIN);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // Both servers at once: the test is mostly waiting.
+    let (ketch, etcd) = std::thread::scope(|s| {
+        let ketch = s.spawn(|| token_ttl_transcript(&ketch_bin(), &tmp.path().join("ketch")));
+        let etcd = token_ttl_transcript(etcd_bin, &tmp.path().join("etcd"));
+        (ketch.join().expect("ketch side"), etcd)
+    });
+    assert_eq!(ketch, etcd, "ketch:\n{ketch}\netcd:\n{etcd}");
+    assert!(
+        ketch.ends_with("after 3500 ms idle: HTTP/1.1 401 Unauthorized {\"error\":\"etcdserver: invalid auth token\",\"message\":\"etcdserver: invalid auth token\",\"code\":16}\n"),
+        "{ketch}"
+    );
 }

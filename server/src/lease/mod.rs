@@ -3,7 +3,8 @@
 //! service's questions and runs the loop that, on the leader, proposes revocations of expired
 //! leases through raft (rate-limited as etcd's `leaseRevokeRate`) and checkpoints remaining
 //! TTLs through raft (etcd's `--experimental-enable-lease-checkpoint`, always on here), so a
-//! restart or leader change does not give a lease its full TTL back.
+//! restart or leader change does not give a lease its full TTL back. The same loop, on every
+//! member, drops expired auth tokens.
 
 pub mod auth_apply;
 pub mod lessor;
@@ -144,6 +145,7 @@ pub async fn run(node: Arc<Node>, stop: flume::Receiver<()>) {
         {
             return;
         }
+        expire_tokens(&node);
         let is_leader = node.raft.status().is_leader;
         if is_leader != was_leader {
             node.lessor.core.lock().clear();
@@ -165,6 +167,15 @@ pub async fn run(node: Arc<Node>, stop: flume::Receiver<()>) {
                 glommio::spawn_local(propose_checkpoint(node.clone(), chunk.to_vec())).detach();
             }
         }
+    }
+}
+
+/// Drops auth tokens unused for their TTL (every member holds its own tokens). Lookups drop
+/// expired tokens anyway; this bounds the memory of tokens nobody uses again.
+fn expire_tokens(node: &Node) {
+    let store = node.raft.store();
+    if store.read().auth().token_count() > 0 {
+        store.write().auth_mut().expire_tokens(Instant::now());
     }
 }
 
