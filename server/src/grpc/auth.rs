@@ -88,10 +88,10 @@ async fn resolve_token(node: &Arc<Node>, token: &str) -> Result<AuthInfo, AuthEr
     if !wait_applied(node, index).await {
         return Err(AuthError::InvalidAuthToken);
     }
-    // The write lock: a lookup restarts the token's TTL.
+    // A shared lock: the token table has its own (a lookup restarts the token's TTL).
     let store = node.raft.store();
-    let mut store = store.write();
-    store.auth_mut().resolve_token(token, Instant::now())
+    let store = store.read();
+    store.auth().resolve_token(token, Instant::now())
 }
 
 /// Waits (bounded) until this member applied `index`. The polling runs in a task of the

@@ -387,7 +387,7 @@ mod tests {
         assert_eq!(r.token, "abcdefghijklmnop.42");
         assert_eq!(s.applied_index(), 42);
         let who = s
-            .auth_mut()
+            .auth()
             .resolve_token(&r.token, std::time::Instant::now())
             .unwrap();
         assert_eq!(who.user, "alice");

@@ -118,12 +118,6 @@ impl ReplicatedStore {
         &self.auth
     }
 
-    /// The auth store, for what changes member-local state only (a token lookup restarts
-    /// the token's TTL; expiring tokens).
-    pub fn auth_mut(&mut self) -> &mut AuthStore {
-        &mut self.auth
-    }
-
     pub fn applied_index(&self) -> u64 {
         self.applied_index
     }
