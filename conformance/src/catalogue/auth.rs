@@ -12,13 +12,13 @@ macro_rules! entries {
 
 pub fn scenarios() -> Vec<Scenario> {
     entries![
-        "auth/enable-needs-root", enable_needs_root, true,
+        "etcdctl/auth-enable-needs-root", enable_needs_root, true,
             "auth enable: refused without root, then every request needs a credential";
-        "auth/prefix-role", prefix_role, false,
+        "etcdctl/auth-prefix-role", prefix_role, false,
             "a role with readwrite on a prefix: allowed inside, permission denied outside";
-        "auth/user-role-admin", user_role_admin, false,
+        "etcdctl/auth-user-role-admin", user_role_admin, false,
             "user/role listing and root protection need the root role while auth is on";
-        "auth/watch-refused", watch_refused, false,
+        "etcdctl/auth-watch-refused", watch_refused, false,
             "a watch outside the user's permissions is cancelled by the server";
     ]
 }
