@@ -81,17 +81,54 @@ fn checks(ep: &str) -> String {
     t
 }
 
+/// Changing a password, revoking roles and permissions, deleting, then auth off.
 fn teardown(ep: &str) -> String {
-    let mut t = String::new();
-    for args in [
-        &["--user", "alice:alicepw", "auth", "disable"][..],
-        &["--user", "root:rootpw", "auth", "disable"],
+    const ROOT: &str = "root:rootpw";
+    let passwd = [
+        "--user",
+        ROOT,
+        "user",
+        "passwd",
+        "alice",
+        "--interactive=false",
+    ];
+    let mut t = etcdctl(ep, &passwd, Some("newpw\n"));
+    let script: &[&[&str]] = &[
+        &["--user", "alice:alicepw", "get", "app/x"],
+        &["--user", "alice:newpw", "get", "app/x"],
+        &[
+            "--user",
+            ROOT,
+            "role",
+            "revoke-permission",
+            "app",
+            "app/",
+            "--prefix",
+        ],
+        &[
+            "--user",
+            ROOT,
+            "role",
+            "revoke-permission",
+            "app",
+            "app/",
+            "--prefix",
+        ],
+        &["--user", "alice:newpw", "get", "app/x"],
+        &["--user", ROOT, "user", "revoke-role", "alice", "app"],
+        &["--user", ROOT, "user", "revoke-role", "alice", "app"],
+        &["--user", ROOT, "role", "delete", "app"],
+        &["--user", ROOT, "role", "delete", "root"],
+        &["--user", ROOT, "user", "delete", "alice"],
+        &["--user", ROOT, "user", "get", "alice"],
+        &["--user", "alice:alicepw", "auth", "disable"],
+        &["--user", ROOT, "auth", "disable"],
         &["get", "secret"],
-        &["--user", "root:rootpw", "get", "secret"],
+        &["--user", ROOT, "get", "secret"],
         &["user", "list"],
-    ] {
-        t += &etcdctl(ep, args, None);
-    }
+        &["role", "list"],
+    ];
+    t += &run_all(ep, script);
     t
 }
 
@@ -123,6 +160,15 @@ fn etcdctl_auth_prints_what_it_prints_against_etcd() {
         "rpc error: code = Unknown desc = auth: permission denied",
         "Authentication Enabled",
         "Authentication Disabled",
+        "Password updated",
+        "Permission of range [app/, app0) is revoked from role app",
+        "Error: etcdserver: permission is not granted to the role",
+        "Role app is revoked from user alice",
+        "Error: etcdserver: role is not granted to the user",
+        "Role app deleted",
+        "Error: etcdserver: invalid auth management",
+        "User alice deleted",
+        "Error: etcdserver: user name not found",
     ] {
         assert!(
             ketch.contains(expected),
