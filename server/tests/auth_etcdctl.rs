@@ -93,27 +93,13 @@ fn teardown(ep: &str) -> String {
         "--interactive=false",
     ];
     let mut t = etcdctl(ep, &passwd, Some("newpw\n"));
+    let revoke_perm: &[&str] = &["--user", ROOT, "role", "revoke-permission", "app", "app/"];
+    let revoke_perm = &[revoke_perm, &["--prefix"]].concat();
     let script: &[&[&str]] = &[
         &["--user", "alice:alicepw", "get", "app/x"],
         &["--user", "alice:newpw", "get", "app/x"],
-        &[
-            "--user",
-            ROOT,
-            "role",
-            "revoke-permission",
-            "app",
-            "app/",
-            "--prefix",
-        ],
-        &[
-            "--user",
-            ROOT,
-            "role",
-            "revoke-permission",
-            "app",
-            "app/",
-            "--prefix",
-        ],
+        revoke_perm,
+        revoke_perm,
         &["--user", "alice:newpw", "get", "app/x"],
         &["--user", ROOT, "user", "revoke-role", "alice", "app"],
         &["--user", ROOT, "user", "revoke-role", "alice", "app"],
