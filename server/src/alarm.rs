@@ -188,6 +188,7 @@ mod tests {
         let mut a = Alarms::default();
         let put = RaftRequest {
             request: Some(raft_request::Request::Put(PutRequest::default())),
+            header: None,
         };
         assert!(!a.refuses(&put), "no alarm: nothing refused");
         a.insert(1, AlarmType::Nospace as i32);
@@ -201,6 +202,7 @@ mod tests {
                 success,
                 failure,
             })),
+            header: None,
         };
         assert!(a.refuses(&txn(vec![], vec![put_op.clone()])));
         let get_op = ketch_proto::RequestOp {
@@ -209,6 +211,7 @@ mod tests {
         assert!(!a.refuses(&txn(vec![get_op], vec![])), "read-only txn");
         let del = RaftRequest {
             request: Some(raft_request::Request::DeleteRange(Default::default())),
+            header: None,
         };
         assert!(!a.refuses(&del), "deletes free space");
     }

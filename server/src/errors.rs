@@ -2,10 +2,12 @@
 //! `etcdserver: ...` message etcd 3.4 sends, so etcdctl and clients print what they print
 //! against etcd.
 
+use ketch_auth::AuthError;
 use ketch_mvcc::{GrpcCode, MvccError};
 use ketch_raft::{MemberChangeError, ProposeError};
 
 use crate::lease::LeaseError;
+use crate::lease::state::StoreError;
 use tonic::{Code, Status};
 
 /// etcd's messages for conditions raised outside the MVCC store.
@@ -27,12 +29,35 @@ pub fn mvcc_status(err: &MvccError) -> Status {
     Status::new(code_of(err.grpc_code()), err.to_string())
 }
 
+/// An auth error as etcd's gRPC API sends it (`etcdserver: ...`, rpctypes' code).
+pub fn auth_status(err: &AuthError) -> Status {
+    Status::new(code_of(err.grpc_code()), err.to_string())
+}
+
+/// An auth error as etcd's Maintenance service sends it: its admin check skips the
+/// translation, so code Unknown with the auth package's own text (`auth: permission denied`).
+pub fn maintenance_auth_status(err: &AuthError) -> Status {
+    Status::unknown(err.unmapped_message())
+}
+
+pub fn store_status(err: &StoreError) -> Status {
+    match err {
+        StoreError::Mvcc(e) => mvcc_status(e),
+        StoreError::Auth(e) => auth_status(e),
+    }
+}
+
 pub fn propose_status(err: &ProposeError) -> Status {
     match err {
-        ProposeError::Rejected(apply) => match apply.downcast_ref::<MvccError>() {
-            Some(e) => mvcc_status(e),
-            None => remote_apply_status(&apply.to_string()),
-        },
+        ProposeError::Rejected(apply) => {
+            if let Some(e) = apply.downcast_ref::<StoreError>() {
+                store_status(e)
+            } else if let Some(e) = apply.downcast_ref::<MvccError>() {
+                mvcc_status(e)
+            } else {
+                remote_apply_status(&apply.to_string())
+            }
+        }
         ProposeError::NoLeader | ProposeError::QuorumNotReachable => Status::unavailable(NO_LEADER),
         ProposeError::Timeout => Status::unavailable(TIMEOUT),
         ProposeError::LeaderChanged => Status::unavailable(LEADER_CHANGED),
@@ -60,10 +85,36 @@ const REMOTE_APPLY_ERRORS: [MvccError; 11] = [
     MvccError::LeaseExist,
 ];
 
+/// The auth errors a leader can answer to a forwarded write or auth request, known by their
+/// text as the store errors above.
+const REMOTE_AUTH_ERRORS: [AuthError; 18] = [
+    AuthError::RootUserNotExist,
+    AuthError::RootRoleNotExist,
+    AuthError::UserAlreadyExist,
+    AuthError::UserEmpty,
+    AuthError::UserNotFound,
+    AuthError::RoleAlreadyExist,
+    AuthError::RoleNotFound,
+    AuthError::RoleEmpty,
+    AuthError::AuthFailed,
+    AuthError::NoPasswordUser,
+    AuthError::PermissionDenied,
+    AuthError::RoleNotGranted,
+    AuthError::PermissionNotGranted,
+    AuthError::AuthNotEnabled,
+    AuthError::InvalidAuthToken,
+    AuthError::InvalidAuthMgmt,
+    AuthError::AuthOldRevision,
+    AuthError::PermissionNotGiven,
+];
+
 /// The status of an apply error that happened on the leader, known by its text.
 fn remote_apply_status(text: &str) -> Status {
-    match REMOTE_APPLY_ERRORS.iter().find(|e| e.to_string() == text) {
-        Some(e) => mvcc_status(e),
+    if let Some(e) = REMOTE_APPLY_ERRORS.iter().find(|e| e.to_string() == text) {
+        return mvcc_status(e);
+    }
+    match REMOTE_AUTH_ERRORS.iter().find(|e| e.to_string() == text) {
+        Some(e) => auth_status(e),
         None => Status::internal(text.to_owned()),
     }
 }
@@ -100,13 +151,18 @@ pub fn lease_status(err: &LeaseError) -> Status {
 mod tests {
     use super::*;
 
-    /// Every listed store error maps back to itself from its text (what a follower gets
+    /// Every listed store and auth error maps back to itself from its text (what a follower gets
     /// from the leader), and unknown text stays an internal error.
     #[test]
     fn remote_apply_errors_keep_their_code_and_message() {
-        for e in &REMOTE_APPLY_ERRORS {
-            let remote = remote_apply_status(&e.to_string());
-            let local = mvcc_status(e);
+        let mvcc = REMOTE_APPLY_ERRORS
+            .iter()
+            .map(|e| (e.to_string(), mvcc_status(e)));
+        let auth = REMOTE_AUTH_ERRORS
+            .iter()
+            .map(|e| (e.to_string(), auth_status(e)));
+        for (text, local) in mvcc.chain(auth) {
+            let remote = remote_apply_status(&text);
             assert_eq!(
                 (remote.code(), remote.message()),
                 (local.code(), local.message())

@@ -176,7 +176,11 @@ fn run(config: Config) -> anyhow::Result<()> {
         max_request_bytes: config.max_request_bytes as usize,
         max_txn_ops: config.max_txn_ops as usize,
         quota_bytes: config.effective_quota_backend_bytes().map(|q| q as i64),
+        bcrypt_cost: config.bcrypt_cost as u32,
     };
+    lease::state::set_auth_config(ketch_auth::AuthConfig {
+        token_ttl: std::time::Duration::from_secs(config.auth_token_ttl),
+    });
     let raft_options = raft_options(&config, &identity);
     let (cluster_id, member_id) = (identity.cluster_id, identity.member_id);
     let watch_hub = watch::WatchHub::new(config.experimental.watch_progress_notify_interval);

@@ -20,6 +20,8 @@ pub struct Limits {
     pub election_timeout: std::time::Duration,
     /// `--quota-backend-bytes` in force (`None`: no quota, etcd's negative flag).
     pub quota_bytes: Option<i64>,
+    /// `--bcrypt-cost`: the cost new passwords are hashed with.
+    pub bcrypt_cost: u32,
 }
 
 pub struct Node {
@@ -107,6 +109,8 @@ impl Node {
         };
         let raise = RaftRequest {
             request: Some(ketch_proto::ketchpb::raft_request::Request::Alarm(raise)),
+            // The member raises it itself (etcd's internal request, not the client's).
+            header: crate::lease::auth_apply::internal_header(),
         };
         if let Err(e) = self.raft.write(raise).await {
             tracing::warn!("raising the NOSPACE alarm: {e}");

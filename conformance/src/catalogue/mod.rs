@@ -2,6 +2,7 @@
 
 use crate::scenario::{Area, Scenario};
 
+mod auth;
 mod compaction;
 mod etcdctl_output;
 mod failures;
@@ -27,6 +28,7 @@ pub fn all() -> Vec<Scenario> {
     v.extend(limits::scenarios());
     v.extend(gateway::scenarios());
     v.extend(etcdctl_output::scenarios());
+    v.extend(auth::scenarios());
     v.extend(failures::scenarios());
     v
 }

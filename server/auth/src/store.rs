@@ -3,7 +3,7 @@
 //! with `resolve_token`, and checks passwords with `password_check` before proposing an
 //! Authenticate entry (etcd's split: bcrypt runs once, on the proposer, off the apply path).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ketch_proto::etcdserverpb as pb;
@@ -56,13 +56,31 @@ impl PasswordCheck {
     }
 }
 
-/// The auth store of one member.
-#[derive(Debug, Clone)]
+/// Exclusive access to the token table, which `&mut AuthStore` already guarantees.
+fn unpoisoned(tokens: &mut Mutex<SimpleTokens>) -> &mut SimpleTokens {
+    tokens.get_mut().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The auth store of one member. The tokens sit behind their own lock: a lookup restarts a
+/// token's TTL, and taking it must not need exclusive access to the whole store (the server
+/// resolves a token on every request that carries one, from every core, under a shared lock).
+#[derive(Debug)]
 pub struct AuthStore {
     config: AuthConfig,
     state: AuthState,
     view: Arc<AuthView>,
-    tokens: SimpleTokens,
+    tokens: Mutex<SimpleTokens>,
+}
+
+impl Clone for AuthStore {
+    fn clone(&self) -> Self {
+        AuthStore {
+            config: self.config.clone(),
+            state: self.state.clone(),
+            view: Arc::clone(&self.view),
+            tokens: Mutex::new(self.tokens().clone()),
+        }
+    }
 }
 
 impl AuthStore {
@@ -77,8 +95,18 @@ impl AuthStore {
             config,
             state,
             view,
-            tokens: SimpleTokens::default(),
+            tokens: Mutex::new(SimpleTokens::default()),
         }
+    }
+
+    /// The token table. A panic while it was held leaves nothing half-done worth refusing
+    /// the table for (each operation is one map update), so poisoning is ignored.
+    fn tokens(&self) -> MutexGuard<'_, SimpleTokens> {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn tokens_mut(&mut self) -> &mut SimpleTokens {
+        unpoisoned(&mut self.tokens)
     }
 
     pub fn state(&self) -> &AuthState {
@@ -118,7 +146,7 @@ impl AuthStore {
     /// etcd's `Recover`, unless the restored state has auth off.
     pub fn restore(&mut self, state: AuthState) {
         if !state.enabled() {
-            self.tokens.clear();
+            self.tokens_mut().clear();
         }
         self.view = Arc::new(AuthView::build(&state));
         self.state = state;
@@ -128,9 +156,9 @@ impl AuthStore {
     /// current auth revision; using it restarts its TTL. Any unknown, expired or malformed
     /// token — also one sent while auth is off — is "invalid auth token". The caller must
     /// first wait until this member applied `simple_token::token_index(token)`.
-    pub fn resolve_token(&mut self, token: &str, now: Instant) -> Result<AuthInfo, AuthError> {
-        let user = self
-            .tokens
+    pub fn resolve_token(&self, token: &str, now: Instant) -> Result<AuthInfo, AuthError> {
+        let mut tokens = self.tokens();
+        let user = tokens
             .lookup(token, now, self.config.token_ttl)
             .ok_or(AuthError::InvalidAuthToken)?;
         Ok(AuthInfo {
@@ -171,12 +199,12 @@ impl AuthStore {
     }
 
     /// Drops tokens unused for the TTL; call about once a second.
-    pub fn expire_tokens(&mut self, now: Instant) {
-        self.tokens.expire(now);
+    pub fn expire_tokens(&self, now: Instant) {
+        self.tokens().expire(now);
     }
 
     pub fn token_count(&self) -> usize {
-        self.tokens.len()
+        self.tokens().len()
     }
 
     /// Applies one committed auth entry, proposed by `who` (the user and auth revision from
@@ -214,7 +242,7 @@ impl AuthStore {
 
     fn auth_disable(&mut self) -> AuthResponse {
         if self.state.auth_disable() {
-            self.tokens.clear();
+            self.tokens_mut().clear();
         }
         AuthResponse::AuthDisable(pb::AuthDisableResponse::default())
     }
@@ -229,7 +257,7 @@ impl AuthStore {
             }
             AuthRequest::UserDelete { name } => {
                 s.user_delete(name)?;
-                self.tokens.invalidate_user(name);
+                unpoisoned(&mut self.tokens).invalidate_user(name);
                 AuthResponse::UserDelete(Default::default())
             }
             AuthRequest::UserChangePassword {
@@ -237,7 +265,7 @@ impl AuthStore {
                 password_hash,
             } => {
                 s.user_change_password(name, password_hash)?;
-                self.tokens.invalidate_user(name);
+                unpoisoned(&mut self.tokens).invalidate_user(name);
                 AuthResponse::UserChangePassword(Default::default())
             }
             AuthRequest::UserGrantRole { user, role } => {
@@ -295,7 +323,7 @@ impl AuthStore {
         }
         let token = format!("{prefix}.{}", ctx.index);
         let deadline = ctx.now + self.config.token_ttl;
-        self.tokens.assign(token.clone(), name, deadline);
+        self.tokens_mut().assign(token.clone(), name, deadline);
         Ok(AuthResponse::Authenticate(pb::AuthenticateResponse {
             header: None,
             token,

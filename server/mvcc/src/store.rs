@@ -143,9 +143,8 @@ impl Store {
             Some(Q::Compaction(r)) => R::Compaction(self.compact(r)?),
             Some(Q::LeaseGrant(r)) => R::LeaseGrant(self.apply_lease_grant(r)?),
             Some(Q::LeaseRevoke(r)) => R::LeaseRevoke(self.revoke_lease(r.id, events)?),
-            Some(Q::LeaseCheckpoint(_)) | Some(Q::Alarm(_)) | None => {
-                return Err(MvccError::NotStoreRequest);
-            }
+            // Alarms, lease checkpoints and auth requests are the caller's.
+            Some(_) | None => return Err(MvccError::NotStoreRequest),
         };
         Ok(RaftResponse {
             response: Some(response),

@@ -680,8 +680,14 @@ mod apply {
         s: &mut Store,
         r: raft_request::Request,
     ) -> Result<raft_response::Response, MvccError> {
-        s.apply(&RaftRequest { request: Some(r) }, &mut Vec::new())
-            .map(|r| r.response.unwrap())
+        s.apply(
+            &RaftRequest {
+                request: Some(r),
+                header: None,
+            },
+            &mut Vec::new(),
+        )
+        .map(|r| r.response.unwrap())
     }
 
     #[test]
@@ -716,7 +722,13 @@ mod apply {
         let alarm = raft_request::Request::Alarm(AlarmRequest::default());
         assert_eq!(apply(&mut s, alarm), Err(MvccError::NotStoreRequest));
         assert_eq!(
-            s.apply(&RaftRequest { request: None }, &mut Vec::new()),
+            s.apply(
+                &RaftRequest {
+                    request: None,
+                    header: None
+                },
+                &mut Vec::new()
+            ),
             Err(MvccError::NotStoreRequest)
         );
         let c = CompactionRequest {

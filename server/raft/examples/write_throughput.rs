@@ -53,6 +53,7 @@ fn main() {
                 };
                 h.write(RaftRequest {
                     request: Some(raft_request::Request::Put(put)),
+                    header: None,
                 })
                 .await
                 .expect("write");

@@ -108,7 +108,9 @@ impl<S: StateStore> StateMachine<S> {
             let out = match &entry.payload {
                 EntryPayload::Blank => Ok(RaftResponse::default()),
                 EntryPayload::Normal(bytes) => match bytes.decode() {
-                    Ok(req) => store.apply(&req, events).map_err(ApplyError::new),
+                    Ok(req) => store
+                        .apply_at(entry.log_id.index, &req, events)
+                        .map_err(ApplyError::new),
                     Err(source) => Err(ApplyError::new(UndecodableEntry {
                         index: entry.log_id.index,
                         source,

@@ -27,6 +27,7 @@ fn delete(key: &str) -> RaftRequest {
     };
     RaftRequest {
         request: Some(raft_request::Request::DeleteRange(req)),
+        header: None,
     }
 }
 
@@ -50,6 +51,7 @@ fn txn_put_if_version(key: &str, version: i64, value: &str) -> RaftRequest {
             success: vec![op],
             failure: vec![],
         })),
+        header: None,
     }
 }
 
@@ -85,6 +87,7 @@ fn mvcc_state_survives_restart_byte_for_byte() {
     };
     let err = block_on(m.handle.write(RaftRequest {
         request: Some(raft_request::Request::Compaction(compact)),
+        header: None,
     }))
     .unwrap_err();
     match err {

@@ -49,6 +49,7 @@ pub async fn handle(routes: &Routes, req: Request<Incoming>) -> Response<Body> {
 }
 
 async fn unary_request(routes: &Routes, route: Route, req: Request<Incoming>) -> Response<Body> {
+    let authorization = req.headers().get(header::AUTHORIZATION).cloned();
     let body = match read_body(req.into_body()).await {
         Ok(b) => b,
         Err(e) => return error_json(tonic::Code::InvalidArgument, &e),
@@ -59,7 +60,7 @@ async fn unary_request(routes: &Routes, route: Route, req: Request<Incoming>) ->
         Ok(f) => f,
         Err(e) => return error_json(tonic::Code::InvalidArgument, &e),
     };
-    let grpc = call(routes, route, Body::new(Full::new(frame))).await;
+    let grpc = call(routes, route, authorization, Body::new(Full::new(frame))).await;
     let resp_desc = json::message(route.response);
     if route.shape == Shape::ServerStream {
         return streamed(grpc, resp_desc, None);
@@ -75,9 +76,21 @@ async fn read_body(body: Incoming) -> Result<Bytes, String> {
     }
 }
 
-/// Sends one gRPC request through the routes, as an HTTP/2 gRPC client would.
-async fn call(routes: &Routes, route: Route, body: Body) -> Response<Body> {
-    let req = Request::builder()
+/// Sends one gRPC request through the routes, as an HTTP/2 gRPC client would. The HTTP
+/// `Authorization` header becomes the call's `authorization` metadata, where etcd's
+/// grpc-gateway puts it and where auth looks for a token (an empty one included). No client
+/// certificate name is passed on: etcd ignores it for gateway calls.
+async fn call(
+    routes: &Routes,
+    route: Route,
+    authorization: Option<http::HeaderValue>,
+    body: Body,
+) -> Response<Body> {
+    let mut builder = Request::builder();
+    if let Some(v) = authorization {
+        builder = builder.header(header::AUTHORIZATION, v);
+    }
+    let req = builder
         .method(Method::POST)
         .version(http::Version::HTTP_2)
         .uri(route.grpc_path())
@@ -129,6 +142,7 @@ fn failed_status(headers: &HeaderMap) -> Option<tonic::Status> {
 /// until the client goes away.
 async fn bidi(routes: &Routes, route: Route, req: Request<Incoming>) -> Response<Body> {
     let desc = json::message(route.request);
+    let authorization = req.headers().get(header::AUTHORIZATION).cloned();
     let mut body = req.into_body();
     let mut buf = BytesMut::new();
     let (tx, rx) = flume::bounded::<Bytes>(STREAM_REQUEST_CAPACITY);
@@ -163,7 +177,13 @@ async fn bidi(routes: &Routes, route: Route, req: Request<Incoming>) -> Response
     }
     glommio::spawn_local(pump_requests(body, buf, desc, pending, tx.clone())).detach();
     let requests = rx.into_stream().map_ok_frames();
-    let grpc = call(routes, route, Body::new(StreamBody::new(requests))).await;
+    let grpc = call(
+        routes,
+        route,
+        authorization,
+        Body::new(StreamBody::new(requests)),
+    )
+    .await;
     // The answer holds a sender, which keeps the gRPC request stream open while it is read.
     streamed(grpc, json::message(route.response), Some(tx))
 }

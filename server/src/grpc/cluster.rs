@@ -45,6 +45,15 @@ fn new_member_id(peer_urls: &[String]) -> u64 {
 }
 
 impl ClusterService {
+    /// etcd's `checkMembershipOperationPermission`: member changes need a root-role user
+    /// once auth is on (etcd's usual `etcdserver: ...` errors).
+    async fn check_admin<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let who = crate::grpc::auth::who(&self.node, req).await?;
+        let store = self.node.raft.store();
+        let result = store.read().auth().check_admin(&who);
+        result.map_err(|e| errors::auth_status(&e))
+    }
+
     async fn change(&self, change: MemberChange) -> Result<MembershipView, Status> {
         self.node
             .raft
@@ -61,6 +70,7 @@ impl Cluster for ClusterService {
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
         let _inflight = self.node.enter();
+        self.check_admin(&req).await?;
         let req = req.into_inner();
         let id = new_member_id(&req.peer_ur_ls);
         let view = self
@@ -89,6 +99,7 @@ impl Cluster for ClusterService {
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         let _inflight = self.node.enter();
+        self.check_admin(&req).await?;
         let id = req.into_inner().id;
         let view = self.change(MemberChange::Remove { id }).await?;
         Ok(Response::new(MemberRemoveResponse {
@@ -102,6 +113,7 @@ impl Cluster for ClusterService {
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
         let _inflight = self.node.enter();
+        self.check_admin(&req).await?;
         let req = req.into_inner();
         let view = self
             .change(MemberChange::Update {
@@ -120,6 +132,7 @@ impl Cluster for ClusterService {
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         let _inflight = self.node.enter();
+        self.check_admin(&req).await?;
         let id = req.into_inner().id;
         let view = self.change(MemberChange::Promote { id }).await?;
         Ok(Response::new(MemberPromoteResponse {

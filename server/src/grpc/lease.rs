@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::StreamExt;
-use ketch_proto::ketchpb::{RaftRequest, raft_request, raft_response};
+use ketch_proto::ketchpb::{raft_request, raft_response};
 use ketch_proto::lease_server::Lease;
 use ketch_proto::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
@@ -19,6 +19,7 @@ use ketch_proto::{
 use prost::Message;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::grpc::auth::entry;
 use crate::grpc::watch::ChannelStream;
 use crate::lease::LeaseError;
 use crate::node::Node;
@@ -32,10 +33,6 @@ const EXPIRED_REVOKE_POLL: Duration = Duration::from_millis(20);
 
 pub struct LeaseService {
     pub node: Arc<Node>,
-}
-
-fn propose_request(r: raft_request::Request) -> RaftRequest {
-    RaftRequest { request: Some(r) }
 }
 
 /// Peer-port paths of the lease calls a follower forwards to the leader.
@@ -149,6 +146,7 @@ impl Lease for LeaseService {
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let _inflight = self.node.enter();
+        let asker = crate::grpc::auth::who(&self.node, &req).await?;
         let mut req = req.into_inner();
         req.ttl = self
             .node
@@ -160,7 +158,7 @@ impl Lease for LeaseService {
         }
         let resp = self
             .node
-            .propose(propose_request(raft_request::Request::LeaseGrant(req)))
+            .propose(entry(&asker, raft_request::Request::LeaseGrant(req)))
             .await?;
         let Some(raft_response::Response::LeaseGrant(mut resp)) = resp.response else {
             return Err(Status::internal(
@@ -177,10 +175,11 @@ impl Lease for LeaseService {
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let _inflight = self.node.enter();
+        let asker = crate::grpc::auth::who(&self.node, &req).await?;
         let req = req.into_inner();
         let resp = self
             .node
-            .propose(propose_request(raft_request::Request::LeaseRevoke(req)))
+            .propose(entry(&asker, raft_request::Request::LeaseRevoke(req)))
             .await?;
         let Some(raft_response::Response::LeaseRevoke(mut resp)) = resp.response else {
             return Err(Status::internal(

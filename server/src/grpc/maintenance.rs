@@ -14,11 +14,28 @@ use ketch_proto::{
 use tonic::{Request, Response, Status};
 
 use crate::errors::mvcc_status;
+use crate::grpc::auth::Credentials;
 use crate::node::Node;
 use crate::version::ETCD_COMPAT_VERSION;
 
 pub struct MaintenanceService {
     pub node: Arc<Node>,
+}
+
+impl MaintenanceService {
+    /// etcd's `authMaintenanceServer`: Hash, HashKV, Defragment, Snapshot and MoveLeader
+    /// need a root-role user once auth is on. Its errors skip etcd's translation: code
+    /// Unknown with the auth package's text (`auth: permission denied`).
+    async fn check_admin<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let status = |e: &ketch_auth::AuthError| crate::errors::maintenance_auth_status(e);
+        let who = Credentials::of(req)
+            .resolve(&self.node)
+            .await
+            .map_err(|e| status(&e))?;
+        let store = self.node.raft.store();
+        let result = store.read().auth().check_admin(&who);
+        result.map_err(|e| status(&e))
+    }
 }
 
 #[tonic::async_trait]
@@ -56,8 +73,9 @@ impl Maintenance for MaintenanceService {
 
     /// etcd hashes its whole backend file; ketch has no such file, so Hash is the KV hash at
     /// the current revision (equal on members holding the same data, which is what it is for).
-    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         let _inflight = self.node.enter();
+        self.check_admin(&req).await?;
         let store = self.node.raft.store();
         let store = store.read();
         let (hash, _) = store.hash_kv(0).map_err(|e| mvcc_status(&e))?;
@@ -72,6 +90,7 @@ impl Maintenance for MaintenanceService {
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         let _inflight = self.node.enter();
+        self.check_admin(&req).await?;
         let store = self.node.raft.store();
         let store = store.read();
         let (hash, compact_revision) = store
@@ -91,6 +110,7 @@ impl Maintenance for MaintenanceService {
         req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         let _inflight = self.node.enter();
+        self.check_admin(&req).await?;
         let to = req.get_ref().target_id;
         if !self.node.raft.status().is_leader {
             return Err(Status::failed_precondition(crate::errors::NOT_LEADER));
@@ -119,9 +139,10 @@ impl Maintenance for MaintenanceService {
     /// to rewrite, so defragmenting succeeds without work.
     async fn defragment(
         &self,
-        _req: Request<DefragmentRequest>,
+        req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         let _inflight = self.node.enter();
+        self.check_admin(&req).await?;
         // etcd answers Defragment without a header (`{}` through the gateway).
         Ok(Response::new(DefragmentResponse { header: None }))
     }
@@ -130,8 +151,10 @@ impl Maintenance for MaintenanceService {
     /// committed point). The response has no header, as etcd's.
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let _inflight = self.node.enter();
+        // etcd checks no permission for alarms.
         let req = RaftRequest {
             request: Some(raft_request::Request::Alarm(req.into_inner())),
+            header: None,
         };
         match self.node.propose(req).await?.response {
             Some(raft_response::Response::Alarm(r)) => Ok(Response::new(r)),

@@ -1,6 +1,7 @@
-//! etcd's gRPC services on the client port. Services not written yet (Auth and
-//! parts of Cluster and Maintenance) answer `Unimplemented` through the generated defaults.
+//! etcd's gRPC services on the client port. Services not written yet (parts of Cluster and
+//! Maintenance) answer `Unimplemented` through the generated defaults.
 
+pub mod auth;
 mod cluster;
 mod kv;
 mod lease;
@@ -9,6 +10,7 @@ pub mod watch;
 
 use std::sync::Arc;
 
+use ketch_proto::auth_server::AuthServer;
 use ketch_proto::cluster_server::ClusterServer;
 use ketch_proto::kv_server::KvServer;
 use ketch_proto::lease_server::LeaseServer;
@@ -36,4 +38,5 @@ pub fn routes(node: &Arc<Node>) -> Routes {
     }))
     .add_service(WatchServer::new(watch::WatchService { node: node.clone() }))
     .add_service(LeaseServer::new(lease::LeaseService { node: node.clone() }))
+    .add_service(AuthServer::new(auth::AuthService { node: node.clone() }))
 }

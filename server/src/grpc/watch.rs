@@ -60,6 +60,7 @@ impl Watch for WatchService {
         if require_leader && self.node.raft.status().leader_id == 0 {
             return Err(Status::unavailable(crate::errors::NO_LEADER));
         }
+        let creds = crate::grpc::auth::Credentials::of(&req);
         let inbound = req.into_inner();
         let (tx, rx) = flume::bounded(OUTBOUND_CAPACITY);
         let (closed_tx, closed_rx) = flume::bounded::<()>(1);
@@ -67,7 +68,14 @@ impl Watch for WatchService {
         if require_leader {
             glommio::spawn_local(cancel_without_leader(self.node.clone(), tx.clone())).detach();
         }
-        glommio::spawn_local(stream::run(self.node.clone(), inbound, tx, closed_rx)).detach();
+        glommio::spawn_local(stream::run(
+            self.node.clone(),
+            inbound,
+            tx,
+            closed_rx,
+            creds,
+        ))
+        .detach();
         Ok(Response::new(Box::pin(ChannelStream::new(
             rx,
             Some(closed_tx),

@@ -3,8 +3,10 @@
 //! service's questions and runs the loop that, on the leader, proposes revocations of expired
 //! leases through raft (rate-limited as etcd's `leaseRevokeRate`) and checkpoints remaining
 //! TTLs through raft (etcd's `--experimental-enable-lease-checkpoint`, always on here), so a
-//! restart or leader change does not give a lease its full TTL back.
+//! restart or leader change does not give a lease its full TTL back. The same loop, on every
+//! member, drops expired auth tokens.
 
+pub mod auth_apply;
 pub mod lessor;
 pub mod state;
 
@@ -143,6 +145,7 @@ pub async fn run(node: Arc<Node>, stop: flume::Receiver<()>) {
         {
             return;
         }
+        expire_tokens(&node);
         let is_leader = node.raft.status().is_leader;
         if is_leader != was_leader {
             node.lessor.core.lock().clear();
@@ -167,6 +170,13 @@ pub async fn run(node: Arc<Node>, stop: flume::Receiver<()>) {
     }
 }
 
+/// Drops auth tokens unused for their TTL (every member holds its own tokens). Lookups drop
+/// expired tokens anyway; this bounds the memory of tokens nobody uses again.
+fn expire_tokens(node: &Node) {
+    let store = node.raft.store();
+    store.read().auth().expire_tokens(Instant::now());
+}
+
 fn reconcile(node: &Node) {
     let store = node.raft.store();
     let store = store.read();
@@ -180,7 +190,12 @@ fn reconcile(node: &Node) {
 async fn propose_revoke(node: Arc<Node>, id: i64) {
     let req = raft_request::Request::LeaseRevoke(LeaseRevokeRequest { id });
     // A failure is retried after REVOKE_RETRY; "not found" means someone revoked it first.
-    if let Err(e) = node.propose(RaftRequest { request: Some(req) }).await {
+    // Revoked as root, as etcd does (`WithRoot`): the holder's permissions do not matter.
+    let req = RaftRequest {
+        request: Some(req),
+        header: auth_apply::internal_header(),
+    };
+    if let Err(e) = node.propose(req).await {
         tracing::debug!(lease = id, error = %e, "revoking an expired lease failed");
     }
 }
@@ -191,7 +206,13 @@ async fn propose_checkpoint(node: Arc<Node>, ttls: Vec<(i64, i64)>) {
         .map(|(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl })
         .collect();
     let req = raft_request::Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints });
-    if let Err(e) = node.propose(RaftRequest { request: Some(req) }).await {
+    if let Err(e) = node
+        .propose(RaftRequest {
+            request: Some(req),
+            header: None,
+        })
+        .await
+    {
         tracing::debug!(error = %e, "lease checkpoint failed");
     }
 }
@@ -204,9 +225,12 @@ pub async fn clear_checkpoint(node: &Node, id: i64) -> Result<(), tonic::Status>
         remaining_ttl: 0,
     }];
     let req = raft_request::Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints });
-    node.propose(RaftRequest { request: Some(req) })
-        .await
-        .map(|_| ())
+    node.propose(RaftRequest {
+        request: Some(req),
+        header: None,
+    })
+    .await
+    .map(|_| ())
 }
 
 #[cfg(test)]

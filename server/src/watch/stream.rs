@@ -26,6 +26,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tonic::{Status, Streaming};
 
 use super::{EventBatch, event_revision};
+use crate::grpc::auth::Credentials;
 use crate::node::Node;
 
 /// Responses buffered per stream before the task waits for the client to read.
@@ -167,6 +168,8 @@ pub struct StreamState {
     /// A progress request waiting for every watcher to be synced through this revision.
     pending_progress: Option<i64>,
     fragment_bytes: usize,
+    /// The stream's token or certificate name: each create is permission-checked with it.
+    creds: Credentials,
 }
 
 enum Wake {
@@ -183,6 +186,7 @@ pub async fn run(
     inbound: Streaming<WatchRequest>,
     out: Outbound,
     closed: flume::Receiver<()>,
+    creds: Credentials,
 ) {
     // Subscribe before reading the revision: every batch after it reaches this stream.
     let mut batches = BroadcastStream::new(node.watch.subscribe());
@@ -196,6 +200,7 @@ pub async fn run(
         seen_rev,
         pending_progress: None,
         fragment_bytes,
+        creds,
     };
     let interval = node.watch.progress_interval;
     let mut inbound = Some(inbound);
@@ -330,6 +335,11 @@ impl StreamState {
             ..Default::default()
         };
         let end: &[u8] = &c.range_end;
+        if let Err(reason) =
+            crate::grpc::auth::watch_refusal(&self.node, &self.creds, &key, end).await
+        {
+            return self.send(refused(&reason)).await;
+        }
         if !end.is_empty() && end != [0] && key.as_slice() >= end {
             return self.send(refused(ERR_EMPTY_RANGE)).await;
         }

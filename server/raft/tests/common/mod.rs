@@ -126,6 +126,7 @@ pub fn put(key: &str, value: &str) -> RaftRequest {
             value: Bytes::copy_from_slice(value.as_bytes()),
             ..Default::default()
         })),
+        header: None,
     }
 }
 
