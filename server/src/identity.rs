@@ -114,7 +114,7 @@ fn join_existing(
         .filter(|m| m.name != config.name)
         .flat_map(|m| m.peer_urls.iter().map(ToString::to_string));
     let (cluster_id, remote) = peers
-        .filter_map(|url| match fetch_members(&url, peer_tls) {
+        .filter_map(|url| match fetch_members(&url, peer_tls, FETCH_TIMEOUT) {
             Ok(found) => Some(found),
             Err(e) => {
                 // etcd's words, with Go's wording of TLS refusals.
@@ -172,9 +172,10 @@ fn sorted(urls: impl Iterator<Item = String>) -> Vec<String> {
 
 /// `GET <peer-url>/members` over HTTP/1.1 (inside TLS for an `https://` URL): the cluster ID
 /// and the members.
-fn fetch_members(
+pub fn fetch_members(
     peer_url: &str,
     peer_tls: Option<&Arc<ClientConfig>>,
+    timeout: Duration,
 ) -> anyhow::Result<(u64, Vec<PeerMember>)> {
     let (host_port, https) = match peer_url.strip_prefix("https://") {
         Some(rest) => (rest, true),
@@ -190,9 +191,9 @@ fn fetch_members(
         .to_socket_addrs()?
         .next()
         .with_context(|| format!("{host_port} resolves to nothing"))?;
-    let stream = TcpStream::connect_timeout(&addr, FETCH_TIMEOUT)?;
-    stream.set_read_timeout(Some(FETCH_TIMEOUT))?;
-    stream.set_write_timeout(Some(FETCH_TIMEOUT))?;
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     let request = format!(
         "GET {PATH_MEMBERS_LIST} HTTP/1.1\r\nHost: {host_port}\r\nConnection: close\r\n\r\n"
     );

@@ -7,6 +7,7 @@ mod errors;
 mod grpc;
 mod http;
 mod identity;
+mod leader_probe;
 mod lease;
 mod metrics;
 mod node;
@@ -200,6 +201,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     let addrs = plan.client_addrs.clone();
     let bound = bound_tx.clone();
     let peer_recv_dir = raft_options.data_dir.join("peer-recv");
+    let probe_tls = peer_tls.client.clone();
     let shard0 = shards::executor(0, plan.io_memory_bytes)
         .spawn(move || async move {
             let peer_listeners = match peer::bind(&peer_addrs) {
@@ -266,6 +268,11 @@ fn run(config: Config) -> anyhow::Result<()> {
     handles.push(shard0);
 
     let node = node_rx.recv().context("shard 0 ended during startup")??;
+    leader_probe::spawn(
+        node.clone(),
+        probe_tls,
+        std::time::Duration::from_millis(config.election_timeout_ms),
+    );
     for shard in 1..plan.shards {
         let (stop, stop_rx) = shards::stop_channel();
         stops.push(stop);

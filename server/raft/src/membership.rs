@@ -54,6 +54,35 @@ pub fn since_leader_contact(me: MemberId) -> Option<std::time::Duration> {
     map.get(&me).map(|t| t.elapsed())
 }
 
+/// Per member: the leaders it cannot reach on their peer port (set by the server's leader
+/// probe). Such a leader's appends are refused, so an asymmetric partition (a leader whose
+/// inbound peer traffic is cut, while it can still dial its followers) ends as it does on
+/// etcd, whose peer streams are dialled by the receiving side: the followers stop hearing
+/// from it, elect a new leader among themselves, and the old one steps down when it next
+/// sees the new term. Without this the old leader kept its followers (it dials them) while
+/// every write forwarded to it hung.
+static CUT_OFF: Mutex<BTreeMap<MemberId, BTreeSet<MemberId>>> = Mutex::new(BTreeMap::new());
+
+/// Marks `leader` as unreachable from `me` (true) or reachable again (false); returns whether
+/// that changed anything.
+pub fn set_cut_off(me: MemberId, leader: MemberId, cut: bool) -> bool {
+    let mut map = CUT_OFF.lock().unwrap_or_else(|e| e.into_inner());
+    let set = map.entry(me).or_default();
+    if cut { set.insert(leader) } else { set.remove(&leader) }
+}
+
+/// Whether `me` refuses appends from `leader` (see [`set_cut_off`]).
+pub fn is_cut_off(me: MemberId, leader: MemberId) -> bool {
+    let map = CUT_OFF.lock().unwrap_or_else(|e| e.into_inner());
+    map.get(&me).is_some_and(|s| s.contains(&leader))
+}
+
+/// The leaders `me` currently refuses.
+pub fn cut_off_leaders(me: MemberId) -> Vec<MemberId> {
+    let map = CUT_OFF.lock().unwrap_or_else(|e| e.into_inner());
+    map.get(&me).map(|s| s.iter().copied().collect()).unwrap_or_default()
+}
+
 /// One member as the Cluster API lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberView {

@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use openraft::ReadPolicy;
 use openraft::errors::RaftError;
-use openraft::raft::{VoteRequest, VoteResponse};
+use openraft::raft::{AppendEntriesRequest, VoteRequest, VoteResponse};
 use openraft::storage::Snapshot;
 use openraft::vote::RaftLeaderId;
 use openraft_rt::WatchReceiver;
@@ -194,11 +194,7 @@ async fn handle<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response
     let path = req.uri().path().to_string();
     let raft = &ctx.raft;
     match path.as_str() {
-        wire::PATH_APPEND => {
-            let answer = rpc(req, |r| raft.append_entries(r)).await;
-            crate::membership::touch_leader_contact(ctx.me);
-            answer
-        }
+        wire::PATH_APPEND => append(ctx, req).await,
         wire::PATH_VOTE => vote(req, |r| raft.vote(r)).await,
         wire::PATH_PRE_VOTE => vote(req, |r| raft.pre_vote(r)).await,
         wire::PATH_SNAPSHOT => install_snapshot(ctx, req).await,
@@ -223,6 +219,30 @@ async fn handle<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response
     }
 }
 
+/// An append (or heartbeat) from the leader. A leader this member cannot reach on its peer
+/// port (`membership::is_cut_off`) is answered 503 and not counted as contact: as on etcd,
+/// whose peer streams need both directions, the link is down.
+async fn append<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let decoded: AppendEntriesRequest<KetchRaftTypes> = match decode_body(req).await {
+        Ok(r) => r,
+        Err(refusal) => return refusal,
+    };
+    let leader = *decoded.vote.leader_id().node_id();
+    if crate::membership::is_cut_off(ctx.me, leader) {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this member cannot reach the sender's peer port",
+        );
+    }
+    let answer = ctx
+        .raft
+        .append_entries(decoded)
+        .await
+        .map_err(|e| e.to_string());
+    crate::membership::touch_leader_contact(ctx.me);
+    reply(StatusCode::OK, wire::encode(&answer))
+}
+
 /// A (pre-)vote: a candidate this member saw removed is answered 410 Gone, as etcd's peers
 /// answer a removed member, which then stops.
 async fn vote<F>(
@@ -232,13 +252,9 @@ async fn vote<F>(
 where
     F: Future<Output = Result<VoteResponse<KetchRaftTypes>, RaftError<KetchRaftTypes>>>,
 {
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let decoded: VoteRequest<KetchRaftTypes> = match wire::decode(&body) {
+    let decoded: VoteRequest<KetchRaftTypes> = match decode_body(req).await {
         Ok(r) => r,
-        Err(e) => return reply(StatusCode::BAD_REQUEST, format!("undecodable request: {e}")),
+        Err(refusal) => return refusal,
     };
     let candidate = *decoded.vote.leader_id().node_id();
     if crate::membership::is_removed(candidate) {
@@ -259,16 +275,24 @@ where
     E: std::fmt::Display,
     F: Future<Output = Result<Resp, E>>,
 {
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let decoded: Req = match wire::decode(&body) {
+    let decoded: Req = match decode_body(req).await {
         Ok(r) => r,
-        Err(e) => return reply(StatusCode::BAD_REQUEST, format!("undecodable request: {e}")),
+        Err(refusal) => return refusal,
     };
     let answer = call(decoded).await.map_err(|e| e.to_string());
     reply(StatusCode::OK, wire::encode(&answer))
+}
+
+/// The request's body decoded, or the 400 answer saying why it is not.
+async fn decode_body<Req: DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<Req, Response<Full<Bytes>>> {
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Err(reply(StatusCode::BAD_REQUEST, e.to_string())),
+    };
+    wire::decode(&body)
+        .map_err(|e| reply(StatusCode::BAD_REQUEST, format!("undecodable request: {e}")))
 }
 
 async fn app_call<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response<Full<Bytes>> {
