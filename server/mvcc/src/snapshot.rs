@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use ketch_proto::mvccpb::KeyValue;
 
 use crate::error::MvccError;
 use crate::key_history::{KeyHistory, KeyVersion};
@@ -17,6 +18,14 @@ use crate::store::{KeyMap, LogEntry, Store};
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"KETCHMV\0";
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 const FLAG_TOMBSTONE: u8 = 1;
+
+/// One retained write of a key, as [`FrozenStore::retained_writes`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetainedWrite {
+    pub revision: Revision,
+    pub tombstone: bool,
+    pub kv: KeyValue,
+}
 
 /// What a snapshot holds, frozen at one revision. Taking it is O(1) (the key map is a
 /// persistent B-tree shared with the live store, which copies only the nodes it later
@@ -35,6 +44,33 @@ impl FrozenStore {
     /// The store revision the snapshot is at.
     pub fn revision(&self) -> i64 {
         self.current_rev
+    }
+
+    /// The revision of the last compaction, -1 if there was none.
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_rev
+    }
+
+    /// Every retained write (tombstones included) in revision order: what etcd's backend
+    /// holds in its `key` bucket. A tombstone's `kv` has the key only, as etcd stores it.
+    pub fn retained_writes(&self) -> Vec<RetainedWrite> {
+        let mut out = Vec::new();
+        for h in self.keys.values() {
+            out.extend(h.versions.iter().map(|v| RetainedWrite {
+                revision: v.mod_rev,
+                tombstone: v.is_tombstone(),
+                kv: if v.is_tombstone() {
+                    KeyValue {
+                        key: h.key.clone(),
+                        ..Default::default()
+                    }
+                } else {
+                    v.to_kv(&h.key, true)
+                },
+            }));
+        }
+        out.sort_unstable_by_key(|w| w.revision);
+        out
     }
 
     /// Appends the snapshot to `out`: built in memory, then its CRC-32C computed in one pass
