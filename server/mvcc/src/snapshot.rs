@@ -279,3 +279,56 @@ fn put_key_history(out: &mut Vec<u8>, history: &KeyHistory) {
         out.extend_from_slice(&v.value);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ketch_proto::{CompactionRequest, DeleteRangeRequest, PutRequest};
+
+    use super::*;
+
+    fn put(s: &mut Store, k: &str, v: &str) {
+        let req = PutRequest {
+            key: Bytes::copy_from_slice(k.as_bytes()),
+            value: Bytes::copy_from_slice(v.as_bytes()),
+            ..Default::default()
+        };
+        s.put(&req, &mut Vec::new()).expect("put");
+    }
+
+    #[test]
+    fn retained_writes_are_every_kept_revision_in_order_with_tombstones() {
+        let mut s = Store::new();
+        put(&mut s, "b", "1"); // 2
+        put(&mut s, "a", "1"); // 3
+        put(&mut s, "a", "2"); // 4
+        let del = DeleteRangeRequest {
+            key: Bytes::from_static(b"b"),
+            ..Default::default()
+        };
+        s.delete_range(&del, &mut Vec::new()).expect("delete"); // 5
+        put(&mut s, "b", "2"); // 6
+        let compact = CompactionRequest {
+            revision: 3,
+            physical: true,
+        };
+        s.compact(&compact).expect("compact");
+        let frozen = s.freeze();
+        assert_eq!(frozen.compact_revision(), 3);
+        let writes = frozen.retained_writes();
+        let got: Vec<(i64, bool, &[u8], i64)> = writes
+            .iter()
+            .map(|w| (w.revision.main, w.tombstone, &w.kv.value[..], w.kv.version))
+            .collect();
+        // b@2 is kept (newest at or below 3, live), a@3 too; nothing is dropped above 3.
+        let want: Vec<(i64, bool, &[u8], i64)> = vec![
+            (2, false, b"1", 1),
+            (3, false, b"1", 1),
+            (4, false, b"2", 2),
+            (5, true, b"", 0),
+            (6, false, b"2", 1),
+        ];
+        assert_eq!(got, want);
+        let tomb = &writes[3].kv;
+        assert_eq!((tomb.key.as_ref(), tomb.mod_revision), (&b"b"[..], 0));
+    }
+}
