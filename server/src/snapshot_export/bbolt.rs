@@ -284,8 +284,8 @@ mod tests {
         let page = pgid as usize * PAGE_SIZE;
         assert_eq!(u64_at(db, page), pgid);
         let overflow = u32_at(db, page + 12);
-        for p in pgid as usize..=pgid as usize + overflow {
-            used[p] += 1;
+        for n in &mut used[pgid as usize..=pgid as usize + overflow] {
+            *n += 1;
         }
         walk(db, db, page, used, out);
     }

@@ -5,6 +5,7 @@ use ketch_auth::{AuthState, Password};
 use ketch_mvcc::{FrozenStore, Revision};
 use ketch_proto::authpb;
 use ketch_proto::etcdserverpb::AlarmMember;
+use ketch_raft::MemberView;
 use prost::Message;
 
 use super::bbolt::Bucket;
@@ -12,16 +13,6 @@ use super::bbolt::Bucket;
 /// etcd's `revBytesLen`: main (8 bytes BE), '_', sub (8 bytes BE).
 const REVISION_BYTES: usize = 17;
 const TOMBSTONE_MARK: u8 = b't';
-
-/// One member as etcd's membership store keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberRecord {
-    pub id: u64,
-    pub name: String,
-    pub peer_urls: Vec<String>,
-    pub client_urls: Vec<String>,
-    pub is_learner: bool,
-}
 
 /// One lease as etcd's lessor persists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +27,8 @@ pub struct LeaseRecord {
 pub struct BackendState {
     pub mvcc: FrozenStore,
     pub leases: Vec<LeaseRecord>,
-    pub members: Vec<MemberRecord>,
+    /// The replicated membership, as the Cluster API lists it.
+    pub members: Vec<MemberView>,
     pub alarms: Vec<AlarmMember>,
     pub auth: AuthState,
     /// The raft index of the last entry applied to this state (etcd's `consistent_index`).
@@ -136,12 +128,13 @@ fn lease_entries(leases: &[LeaseRecord]) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 /// Key: the member ID in lower-case hex; value: etcd's member JSON (`id`, `peerURLs`,
 /// `isLearner` if set, `name` and `clientURLs` if not empty, in that order).
-fn member_entries(members: &[MemberRecord]) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn member_entries(members: &[MemberView]) -> Vec<(Vec<u8>, Vec<u8>)> {
     members
         .iter()
         .map(|m| {
-            let mut s = format!("{{\"id\":{},\"peerURLs\":{}", m.id, json_of(&m.peer_urls));
-            if m.is_learner {
+            let (id, m, is_learner) = (m.id, &m.member, m.is_learner);
+            let mut s = format!("{{\"id\":{id},\"peerURLs\":{}", json_of(&m.peer_urls));
+            if is_learner {
                 s.push_str(",\"isLearner\":true");
             }
             if !m.name.is_empty() {
@@ -151,7 +144,7 @@ fn member_entries(members: &[MemberRecord]) -> Vec<(Vec<u8>, Vec<u8>)> {
                 s.push_str(&format!(",\"clientURLs\":{}", json_of(&m.client_urls)));
             }
             s.push('}');
-            (format!("{:x}", m.id).into_bytes(), s.into_bytes())
+            (format!("{id:x}").into_bytes(), s.into_bytes())
         })
         .collect()
 }

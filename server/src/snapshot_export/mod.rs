@@ -18,7 +18,7 @@ use tonic::Status;
 
 use bbolt::build_db;
 pub use etcd_buckets::BackendState;
-use etcd_buckets::{LeaseRecord, MemberRecord, etcd_buckets};
+use etcd_buckets::{LeaseRecord, etcd_buckets};
 
 use crate::node::Node;
 
@@ -32,19 +32,7 @@ pub type ChunkSender = flume::Sender<Result<SnapshotResponse, Status>>;
 
 /// The member's state as of its last applied entry, ready to export.
 pub fn capture(node: &Node) -> BackendState {
-    let members = node
-        .raft
-        .membership()
-        .members
-        .iter()
-        .map(|m| MemberRecord {
-            id: m.id,
-            name: m.member.name.clone(),
-            peer_urls: m.member.peer_urls.clone(),
-            client_urls: m.member.client_urls.clone(),
-            is_learner: m.is_learner,
-        })
-        .collect();
+    let members = node.raft.membership().members.clone();
     let store = node.raft.store();
     let store = store.read();
     let leases = store
