@@ -2,7 +2,8 @@
 //! write history (puts, a delete, a lease with a key, a compaction) is run on ketch and on real
 //! etcd 3.4, `snapshot status` must report the same revision and key count for both files,
 //! and ketch's file, restored with `etcdctl snapshot restore`, must start a REAL etcd that
-//! serves the keys with the values, revisions, versions and lease ketch served.
+//! serves the keys with the values, revisions, versions and lease ketch served. A second test
+//! does the same with auth on: users, bcrypt passwords, roles and permissions come along.
 
 mod common;
 
@@ -14,6 +15,10 @@ use serde_json::Value;
 
 const ETCD_BIN: &str = "/usr/bin/etcd";
 const READY: Duration = Duration::from_secs(20);
+/// The revision `write_history` compacts at (the put of `b`; `a`'s delete comes after).
+const COMPACTED_AT: i64 = 4;
+/// etcd's default `--max-txn-ops`.
+const BULK_KEYS: usize = 128;
 
 fn ctl(endpoint: &str, args: &[&str]) -> String {
     let out = etcdctl_output(endpoint, args, None);
@@ -44,9 +49,15 @@ fn write_history(endpoint: &str) -> String {
     ctl(endpoint, &["put", "c", "leased", "--lease", &lease]);
     ctl(endpoint, &["put", "a", "3"]);
     ctl(endpoint, &["put", "d", "dd"]);
-    ctl(endpoint, &["compaction", "4"]);
+    ctl(endpoint, &["compaction", &COMPACTED_AT.to_string()]);
     ctl(endpoint, &["put", "e", "ee"]);
     ctl(endpoint, &["put", "e", "ee2"]);
+    // One txn of BULK_KEYS puts: the key bucket then spans several pages under a branch.
+    let puts: String = (0..BULK_KEYS)
+        .map(|i| format!("put bulk/{i:04} {}\n", "v".repeat(i + 1)))
+        .collect();
+    let out = etcdctl_output(endpoint, &["txn"], Some(&format!("\n{puts}\n\n")));
+    assert!(out.status.success(), "txn: {out:?}");
     lease
 }
 
@@ -58,11 +69,20 @@ fn save_and_status(endpoint: &str, file: &Path) -> Value {
     json(&ctl(endpoint, &["snapshot", "status", file, "-w", "json"]))
 }
 
-/// Every live key with what etcd serves of it, and the header revision.
-fn all_keys(endpoint: &str) -> (Vec<Value>, i64) {
-    let v = json(&ctl(endpoint, &["get", "", "--prefix", "-w", "json"]));
+/// Every key live at `rev` (0 = now) with what etcd serves of it, and the header revision.
+fn keys_at(endpoint: &str, rev: i64) -> (Vec<Value>, i64) {
+    let rev = rev.to_string();
+    let args = ["get", "", "--prefix", "--rev", &rev, "-w", "json"];
+    let v = json(&ctl(endpoint, &args));
     let kvs = v["kvs"].as_array().cloned().unwrap_or_default();
     (kvs, v["header"]["revision"].as_i64().expect("revision"))
+}
+
+/// The whole key space at every revision from the compaction on: what ketch must hand over.
+fn history_from(endpoint: &str, first_rev: i64, last_rev: i64) -> Vec<Vec<Value>> {
+    (first_rev..=last_rev)
+        .map(|rev| keys_at(endpoint, rev).0)
+        .collect()
 }
 
 #[test]
@@ -82,49 +102,30 @@ fn ketch_snapshot_restores_into_real_etcd() {
     let lease = write_history(&ketch.endpoint());
     let file = dir.path().join("ketch.snap");
     let got = save_and_status(&ketch.endpoint(), &file);
-    let (served, revision) = all_keys(&ketch.endpoint());
+    let (served, revision) = keys_at(&ketch.endpoint(), 0);
+    let history = history_from(&ketch.endpoint(), COMPACTED_AT, revision);
     ketch.kill9();
 
     assert_eq!(got["revision"], want["revision"], "ketch {got} etcd {want}");
     assert_eq!(got["totalKey"], want["totalKey"], "ketch {got} etcd {want}");
     assert_eq!(got["revision"].as_i64(), Some(revision));
-    assert_eq!(served.len(), 5, "{served:?}");
+    assert_eq!(served.len(), 5 + BULK_KEYS, "{served:?}");
 
     // Restore ketch's file the way an operator would, and run real etcd on it.
-    let restored = dir.path().join("restored");
-    let peer_port = free_port();
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    let out = etcdctl_output(
-        "127.0.0.1:1",
-        &[
-            "snapshot",
-            "restore",
-            file.to_str().expect("utf-8 path"),
-            "--data-dir",
-            restored.to_str().expect("utf-8 path"),
-            "--name",
-            "default",
-            "--initial-cluster",
-            &format!("default={peer}"),
-            "--initial-advertise-peer-urls",
-            &peer,
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "restore failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut etcd_on_ketch = ServerProcess::start_on(etcd, &restored, free_port(), peer_port, &[]);
-    etcd_on_ketch.wait_healthy(READY);
+    let etcd_on_ketch = restore_and_start(etcd, &file, &dir.path().join("restored"));
     let endpoint = etcd_on_ketch.endpoint();
-    let (read_back, etcd_revision) = all_keys(&endpoint);
+    let (read_back, etcd_revision) = keys_at(&endpoint, 0);
     assert_eq!(
         read_back, served,
         "keys real etcd serves from ketch's snapshot"
     );
     assert_eq!(etcd_revision, revision);
+    // Every past revision kept reads the same (tombstones included: `a` is gone at 5 and 6).
+    assert_eq!(history_from(&endpoint, COMPACTED_AT, revision), history);
+    assert!(
+        history[1].iter().all(|kv| kv["key"] != "YQ=="),
+        "a deleted at 5"
+    );
 
     // The lease came along with its key; the compaction too.
     let ttl = ctl(&endpoint, &["lease", "timetolive", &lease, "--keys"]);
@@ -139,4 +140,113 @@ fn ketch_snapshot_restores_into_real_etcd() {
         at_4["kvs"][0]["value"], "eA==",
         "b@4 survives the compaction"
     );
+}
+
+/// `etcdctl snapshot restore` of `file` into `data_dir`, then real etcd started on it.
+fn restore_and_start(etcd: &Path, file: &Path, data_dir: &Path) -> ServerProcess {
+    let peer_port = free_port();
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let out = etcdctl_output(
+        "127.0.0.1:1",
+        &[
+            "snapshot",
+            "restore",
+            file.to_str().expect("utf-8 path"),
+            "--data-dir",
+            data_dir.to_str().expect("utf-8 path"),
+            "--name",
+            "default",
+            "--initial-cluster",
+            &format!("default={peer}"),
+            "--initial-advertise-peer-urls",
+            &peer,
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "restore failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut server = ServerProcess::start_on(etcd, data_dir, free_port(), peer_port, &[]);
+    server.wait_healthy(READY);
+    server
+}
+
+/// Users, roles and permissions, then auth on.
+fn write_auth(endpoint: &str) {
+    let steps: [&[&str]; 9] = [
+        &["user", "add", "root:rootpw"],
+        &["user", "grant-role", "root", "root"],
+        &["user", "add", "alice:alicepw"],
+        &["role", "add", "reader"],
+        &["role", "grant-permission", "reader", "read", "foo"],
+        &[
+            "role",
+            "grant-permission",
+            "reader",
+            "readwrite",
+            "k",
+            "--prefix",
+        ],
+        &["user", "grant-role", "alice", "reader"],
+        &["put", "foo", "bar"],
+        &["auth", "enable"],
+    ];
+    for args in steps {
+        ctl(endpoint, args);
+    }
+}
+
+#[test]
+fn auth_state_restores_into_real_etcd() {
+    let etcd = require_etcd(ETCD_BIN);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = ["--user", "root:rootpw"];
+    let save = |endpoint: &str, file: &Path| {
+        let file = file.to_str().expect("utf-8 path");
+        ctl(endpoint, &[&root[..], &["snapshot", "save", file]].concat());
+        json(&ctl(endpoint, &["snapshot", "status", file, "-w", "json"]))
+    };
+
+    let mut reference = ServerProcess::start(etcd, &dir.path().join("etcd"), &[]);
+    reference.wait_healthy(READY);
+    write_auth(&reference.endpoint());
+    let want = save(&reference.endpoint(), &dir.path().join("etcd.snap"));
+    reference.kill9();
+
+    let mut ketch = ServerProcess::start(&ketch_bin(), &dir.path().join("ketch"), &[]);
+    ketch.wait_healthy(READY);
+    write_auth(&ketch.endpoint());
+    let anonymous = etcdctl_output(&ketch.endpoint(), &["snapshot", "save", "/dev/null"], None);
+    assert!(!anonymous.status.success(), "snapshot needs the root role");
+    let file = dir.path().join("ketch.snap");
+    let got = save(&ketch.endpoint(), &file);
+    ketch.kill9();
+    assert_eq!(got["totalKey"], want["totalKey"], "ketch {got} etcd {want}");
+    assert_eq!(got["revision"], want["revision"], "ketch {got} etcd {want}");
+
+    let etcd_on_ketch = restore_and_start(etcd, &file, &dir.path().join("restored"));
+    let endpoint = etcd_on_ketch.endpoint();
+    let alice = |args: &[&str]| {
+        let out = etcdctl_output(
+            &endpoint,
+            &[&["--user", "alice:alicepw"], args].concat(),
+            None,
+        );
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(
+        alice(&["get", "foo", "--print-value-only"]),
+        (true, "bar\n".into())
+    );
+    assert!(alice(&["put", "k1", "v"]).0, "readwrite on prefix k");
+    assert!(!alice(&["put", "foo", "v"]).0, "read only on foo");
+    let anonymous = etcdctl_output(&endpoint, &["get", "foo"], None);
+    assert!(!anonymous.status.success(), "auth stays on");
+    let wrong = etcdctl_output(&endpoint, &["--user", "alice:nope", "get", "foo"], None);
+    assert!(!wrong.status.success(), "the password hash came along");
 }
