@@ -61,12 +61,20 @@ fn write_history(endpoint: &str) -> String {
     lease
 }
 
-/// Saves a snapshot of the member at `endpoint` to `file` and returns `snapshot status`.
-fn save_and_status(endpoint: &str, file: &Path) -> Value {
+/// Saves a snapshot of the member at `endpoint` to `file` (etcdctl flags `auth` added) and
+/// returns `snapshot status`.
+fn save_and_status(endpoint: &str, file: &Path, auth: &[&str]) -> Value {
     let file = file.to_str().expect("utf-8 path");
-    let saved = ctl(endpoint, &["snapshot", "save", file]);
+    let saved = ctl(endpoint, &[auth, &["snapshot", "save", file]].concat());
     assert!(saved.contains("Snapshot saved at"), "{saved}");
     json(&ctl(endpoint, &["snapshot", "status", file, "-w", "json"]))
+}
+
+/// `bin` started as a fresh one-member cluster in `data_dir`, healthy.
+fn started(bin: &Path, data_dir: &Path) -> ServerProcess {
+    let mut server = ServerProcess::start(bin, data_dir, &[]);
+    server.wait_healthy(READY);
+    server
 }
 
 /// Every key live at `rev` (0 = now) with what etcd serves of it, and the header revision.
@@ -91,17 +99,15 @@ fn ketch_snapshot_restores_into_real_etcd() {
     let dir = tempfile::tempdir().expect("temp dir");
 
     // The same history on real etcd: what `snapshot status` must report.
-    let mut reference = ServerProcess::start(etcd, &dir.path().join("etcd"), &[]);
-    reference.wait_healthy(READY);
+    let mut reference = started(etcd, &dir.path().join("etcd"));
     write_history(&reference.endpoint());
-    let want = save_and_status(&reference.endpoint(), &dir.path().join("etcd.snap"));
+    let want = save_and_status(&reference.endpoint(), &dir.path().join("etcd.snap"), &[]);
     reference.kill9();
 
-    let mut ketch = ServerProcess::start(&ketch_bin(), &dir.path().join("ketch"), &[]);
-    ketch.wait_healthy(READY);
+    let mut ketch = started(&ketch_bin(), &dir.path().join("ketch"));
     let lease = write_history(&ketch.endpoint());
     let file = dir.path().join("ketch.snap");
-    let got = save_and_status(&ketch.endpoint(), &file);
+    let got = save_and_status(&ketch.endpoint(), &file, &[]);
     let (served, revision) = keys_at(&ketch.endpoint(), 0);
     let history = history_from(&ketch.endpoint(), COMPACTED_AT, revision);
     ketch.kill9();
@@ -203,25 +209,17 @@ fn auth_state_restores_into_real_etcd() {
     let etcd = require_etcd(ETCD_BIN);
     let dir = tempfile::tempdir().expect("temp dir");
     let root = ["--user", "root:rootpw"];
-    let save = |endpoint: &str, file: &Path| {
-        let file = file.to_str().expect("utf-8 path");
-        ctl(endpoint, &[&root[..], &["snapshot", "save", file]].concat());
-        json(&ctl(endpoint, &["snapshot", "status", file, "-w", "json"]))
-    };
-
-    let mut reference = ServerProcess::start(etcd, &dir.path().join("etcd"), &[]);
-    reference.wait_healthy(READY);
+    let mut reference = started(etcd, &dir.path().join("etcd"));
     write_auth(&reference.endpoint());
-    let want = save(&reference.endpoint(), &dir.path().join("etcd.snap"));
+    let want = save_and_status(&reference.endpoint(), &dir.path().join("etcd.snap"), &root);
     reference.kill9();
 
-    let mut ketch = ServerProcess::start(&ketch_bin(), &dir.path().join("ketch"), &[]);
-    ketch.wait_healthy(READY);
+    let mut ketch = started(&ketch_bin(), &dir.path().join("ketch"));
     write_auth(&ketch.endpoint());
     let anonymous = etcdctl_output(&ketch.endpoint(), &["snapshot", "save", "/dev/null"], None);
     assert!(!anonymous.status.success(), "snapshot needs the root role");
     let file = dir.path().join("ketch.snap");
-    let got = save(&ketch.endpoint(), &file);
+    let got = save_and_status(&ketch.endpoint(), &file, &root);
     ketch.kill9();
     assert_eq!(got["totalKey"], want["totalKey"], "ketch {got} etcd {want}");
     assert_eq!(got["revision"], want["revision"], "ketch {got} etcd {want}");
