@@ -15,6 +15,7 @@ mod notify;
 mod peer;
 mod rt;
 mod shards;
+mod snapshot_export;
 mod tls;
 mod version;
 mod watch;

@@ -21,7 +21,8 @@
 //! - state: [`Store::revision`], [`Store::compact_revision`], [`Store::size_bytes`],
 //!   [`Store::lease_exists`], [`Store::keys_of_lease`], [`Store::lease_ids`];
 //! - persistence: [`Store::write_snapshot`] / [`Store::read_snapshot`]
-//!   (format: docs/snapshot-format.md);
+//!   (format: docs/snapshot-format.md); [`FrozenStore::retained_writes`] lists every retained
+//!   write in revision order (etcd's `key` bucket, for `etcdctl snapshot save`);
 //! - API-layer checks to run before proposing: [`validate`].
 
 mod error;
@@ -38,5 +39,5 @@ pub mod validate;
 
 pub use error::{GrpcCode, MvccError};
 pub use revision::Revision;
-pub use snapshot::{FrozenStore, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
+pub use snapshot::{FrozenStore, RetainedWrite, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
 pub use store::Store;

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use ketch_proto::mvccpb::KeyValue;
 
 use crate::error::MvccError;
 use crate::key_history::{KeyHistory, KeyVersion};
@@ -17,6 +18,14 @@ use crate::store::{KeyMap, LogEntry, Store};
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"KETCHMV\0";
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 const FLAG_TOMBSTONE: u8 = 1;
+
+/// One retained write of a key, as [`FrozenStore::retained_writes`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetainedWrite {
+    pub revision: Revision,
+    pub tombstone: bool,
+    pub kv: KeyValue,
+}
 
 /// What a snapshot holds, frozen at one revision. Taking it is O(1) (the key map is a
 /// persistent B-tree shared with the live store, which copies only the nodes it later
@@ -35,6 +44,33 @@ impl FrozenStore {
     /// The store revision the snapshot is at.
     pub fn revision(&self) -> i64 {
         self.current_rev
+    }
+
+    /// The revision of the last compaction, -1 if there was none.
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_rev
+    }
+
+    /// Every retained write (tombstones included) in revision order: what etcd's backend
+    /// holds in its `key` bucket. A tombstone's `kv` has the key only, as etcd stores it.
+    pub fn retained_writes(&self) -> Vec<RetainedWrite> {
+        let mut out = Vec::new();
+        for h in self.keys.values() {
+            out.extend(h.versions.iter().map(|v| RetainedWrite {
+                revision: v.mod_rev,
+                tombstone: v.is_tombstone(),
+                kv: if v.is_tombstone() {
+                    KeyValue {
+                        key: h.key.clone(),
+                        ..Default::default()
+                    }
+                } else {
+                    v.to_kv(&h.key, true)
+                },
+            }));
+        }
+        out.sort_unstable_by_key(|w| w.revision);
+        out
     }
 
     /// Appends the snapshot to `out`: built in memory, then its CRC-32C computed in one pass
@@ -241,5 +277,58 @@ fn put_key_history(out: &mut Vec<u8>, history: &KeyHistory) {
         out.push(if v.is_tombstone() { FLAG_TOMBSTONE } else { 0 });
         out.extend_from_slice(&(v.value.len() as u32).to_le_bytes());
         out.extend_from_slice(&v.value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ketch_proto::{CompactionRequest, DeleteRangeRequest, PutRequest};
+
+    use super::*;
+
+    fn put(s: &mut Store, k: &str, v: &str) {
+        let req = PutRequest {
+            key: Bytes::copy_from_slice(k.as_bytes()),
+            value: Bytes::copy_from_slice(v.as_bytes()),
+            ..Default::default()
+        };
+        s.put(&req, &mut Vec::new()).expect("put");
+    }
+
+    #[test]
+    fn retained_writes_are_every_kept_revision_in_order_with_tombstones() {
+        let mut s = Store::new();
+        put(&mut s, "b", "1"); // 2
+        put(&mut s, "a", "1"); // 3
+        put(&mut s, "a", "2"); // 4
+        let del = DeleteRangeRequest {
+            key: Bytes::from_static(b"b"),
+            ..Default::default()
+        };
+        s.delete_range(&del, &mut Vec::new()).expect("delete"); // 5
+        put(&mut s, "b", "2"); // 6
+        let compact = CompactionRequest {
+            revision: 3,
+            physical: true,
+        };
+        s.compact(&compact).expect("compact");
+        let frozen = s.freeze();
+        assert_eq!(frozen.compact_revision(), 3);
+        let writes = frozen.retained_writes();
+        let got: Vec<(i64, bool, &[u8], i64)> = writes
+            .iter()
+            .map(|w| (w.revision.main, w.tombstone, &w.kv.value[..], w.kv.version))
+            .collect();
+        // b@2 is kept (newest at or below 3, live), a@3 too; nothing is dropped above 3.
+        let want: Vec<(i64, bool, &[u8], i64)> = vec![
+            (2, false, b"1", 1),
+            (3, false, b"1", 1),
+            (4, false, b"2", 2),
+            (5, true, b"", 0),
+            (6, false, b"2", 1),
+        ];
+        assert_eq!(got, want);
+        let tomb = &writes[3].kv;
+        assert_eq!((tomb.key.as_ref(), tomb.mod_revision), (&b"b"[..], 0));
     }
 }
