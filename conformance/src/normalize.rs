@@ -40,6 +40,8 @@ const VOLATILE_FIELDS: &[&str] = &[
     "db_size_in_use",
     "dbSize",
     "dbSizeInUse",
+    // `snapshot status`: etcd's bbolt file carries free pages, ketch's does not.
+    "totalSize",
     "raftTerm",
     "raftIndex",
     "raftAppliedIndex",
