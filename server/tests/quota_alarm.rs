@@ -82,11 +82,15 @@ fn run(bin: &std::path::Path, dir: &std::path::Path) -> (String, usize) {
     s.step_in(&["txn"], Some("\nget k1 --keys-only\n\n\n"));
     s.step(&["lease", "grant", "10"]);
     // How many keys there are and the revision differ with `fitted`: checked, not compared.
+    // Seen once on etcd (busy machine): one key more than puts that succeeded, i.e. the put
+    // that first answered NOSPACE was stored all the same; its quota check reads a bbolt size
+    // that grows at batch commits. Tolerated: the count is not what this test compares.
     let (deleted, _, code) = etcdctl(&s.endpoint, &["del", "k", "--prefix"], None);
-    assert_eq!(
-        (deleted.trim(), code),
-        (fitted.to_string().as_str(), Some(0)),
-        "deletes are served under NOSPACE"
+    let deleted: usize = deleted.trim().parse().expect("del prints a count");
+    assert_eq!(code, Some(0), "deletes are served under NOSPACE");
+    assert!(
+        (fitted..=fitted + 1).contains(&deleted),
+        "{deleted} keys deleted after {fitted} puts fitted"
     );
     s.step(&["put", "x", "y"]);
     let rev = revision_of(&s.endpoint);
