@@ -68,7 +68,11 @@ static CUT_OFF: Mutex<BTreeMap<MemberId, BTreeSet<MemberId>>> = Mutex::new(BTree
 pub fn set_cut_off(me: MemberId, leader: MemberId, cut: bool) -> bool {
     let mut map = CUT_OFF.lock().unwrap_or_else(|e| e.into_inner());
     let set = map.entry(me).or_default();
-    if cut { set.insert(leader) } else { set.remove(&leader) }
+    if cut {
+        set.insert(leader)
+    } else {
+        set.remove(&leader)
+    }
 }
 
 /// Whether `me` refuses appends from `leader` (see [`set_cut_off`]).
@@ -80,7 +84,9 @@ pub fn is_cut_off(me: MemberId, leader: MemberId) -> bool {
 /// The leaders `me` currently refuses.
 pub fn cut_off_leaders(me: MemberId) -> Vec<MemberId> {
     let map = CUT_OFF.lock().unwrap_or_else(|e| e.into_inner());
-    map.get(&me).map(|s| s.iter().copied().collect()).unwrap_or_default()
+    map.get(&me)
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default()
 }
 
 /// One member as the Cluster API lists it.
