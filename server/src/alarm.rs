@@ -121,23 +121,28 @@ fn txn_cost(t: &TxnRequest) -> i64 {
     branch(&t.success).max(branch(&t.failure))
 }
 
-/// etcd's `backendQuota.Available`, negated: the store's size plus what `req` would add
-/// reaches `quota`. False for requests the quota does not cover.
-pub fn quota_exceeded(size: i64, quota: i64, req: &raft_request::Request) -> bool {
+/// What `req` adds to the store by etcd's quota estimate (`backendQuota.Cost`); `None` for
+/// requests the quota does not cover.
+pub fn quota_cost(req: &raft_request::Request) -> Option<i64> {
     use raft_request::Request as Q;
-    let cost = match req {
-        Q::Put(p) => put_cost(p),
-        Q::Txn(t) => txn_cost(t),
-        Q::LeaseGrant(_) => LEASE_OVERHEAD_BYTES,
-        _ => return false,
-    };
-    size + cost >= quota
+    match req {
+        Q::Put(p) => Some(put_cost(p)),
+        Q::Txn(t) => Some(txn_cost(t)),
+        Q::LeaseGrant(_) => Some(LEASE_OVERHEAD_BYTES),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    /// etcd's `backendQuota.Available`, negated: the store's size plus what `req` would add
+    /// reaches `quota`.
+    fn quota_exceeded(size: i64, quota: i64, req: &raft_request::Request) -> bool {
+        quota_cost(req).is_some_and(|cost| size + cost >= quota)
+    }
 
     fn req(action: AlarmAction, member_id: u64, alarm: AlarmType) -> AlarmRequest {
         AlarmRequest {

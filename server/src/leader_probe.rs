@@ -48,8 +48,8 @@ fn run(node: &Node, tls: Option<&Arc<ClientConfig>>, election_timeout: Duration)
             targets.push(leader);
         }
         failing_since.retain(|id, _| targets.contains(id));
+        let membership = node.raft.membership();
         for target in targets {
-            let membership = node.raft.membership();
             let Some(url) = membership
                 .get(target)
                 .and_then(|m| m.member.peer_urls.first().cloned())

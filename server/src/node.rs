@@ -92,11 +92,15 @@ impl Node {
     /// the request's cost reaches `--quota-backend-bytes`, the member raises NOSPACE through
     /// raft (every member then refuses such writes at apply) and the write fails.
     async fn check_quota(&self, req: &RaftRequest) -> Result<(), Status> {
-        let (Some(quota), Some(request)) = (self.limits.quota_bytes, req.request.as_ref()) else {
+        let Some(quota) = self.limits.quota_bytes else {
+            return Ok(());
+        };
+        // Only requests the quota covers take the store's lock to read its size.
+        let Some(cost) = req.request.as_ref().and_then(crate::alarm::quota_cost) else {
             return Ok(());
         };
         let size = self.raft.store().read().size_bytes();
-        if !crate::alarm::quota_exceeded(size, quota, request) {
+        if size + cost < quota {
             return Ok(());
         }
         tracing::warn!(

@@ -3,12 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-/// Every etcdctl call is bounded: a hung server fails the test instead of stalling CI.
-const ETCDCTL_TIMEOUT_SECS: &str = "20";
-
 /// bcrypt's cheapest cost, given to etcd and ketch alike: every `--user` command checks a
 /// password, and at etcd's default (10) that takes ~0.3 s in a debug build of ketch.
 pub const FAST_BCRYPT: [&str; 2] = ["--bcrypt-cost", "4"];
@@ -32,22 +26,7 @@ pub const BASE_SETUP: &[&[&str]] = &[
 /// Runs etcdctl against `endpoint` (a URL or host:port) with `stdin`; returns the command, its
 /// stdout and stderr and its exit code, masked by [`mask`].
 pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new("timeout")
-        .args([ETCDCTL_TIMEOUT_SECS, "etcdctl"])
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running etcdctl");
-    let mut input = child.stdin.take().expect("piped stdin");
-    input
-        .write_all(stdin.unwrap_or("").as_bytes())
-        .expect("writing etcdctl's stdin");
-    drop(input);
-    let out = child.wait_with_output().expect("collecting etcdctl output");
+    let out = crate::common::etcdctl_output(endpoint, args, stdin);
     let text = format!(
         "$ etcdctl {}\n{}{}[exit {:?}]\n",
         args.join(" "),

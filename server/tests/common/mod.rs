@@ -232,7 +232,11 @@ pub fn transcript_of(bin: &Path, dir: &Path, script: impl FnOnce(&str) -> String
     t
 }
 
-/// Runs etcdctl (API v3) against `endpoint` with `input` on its stdin and waits for it.
+/// Every etcdctl call is bounded: a hung server fails the test instead of stalling CI.
+const ETCDCTL_TIMEOUT_SECS: &str = "20";
+
+/// Runs etcdctl (API v3) against `endpoint` with `input` on its stdin and waits for it, at most
+/// `ETCDCTL_TIMEOUT_SECS` (then `timeout` ends it and the exit code is 124).
 pub fn etcdctl_output<S: AsRef<std::ffi::OsStr>>(
     endpoint: &str,
     args: &[S],
@@ -240,7 +244,8 @@ pub fn etcdctl_output<S: AsRef<std::ffi::OsStr>>(
 ) -> std::process::Output {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let mut child = Command::new("etcdctl")
+    let mut child = Command::new("timeout")
+        .args([ETCDCTL_TIMEOUT_SECS, "etcdctl"])
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoint}"))
         .args(args)
