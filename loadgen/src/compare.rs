@@ -756,15 +756,17 @@ fn write_report(
          1-minute load average before the run (well above what our own runs leave behind means \
          other work was running and the figures are suspect); fsync p50 = median latency of 100 \
          4 KiB write+fdatasync calls in the data dir's filesystem just before the run (what the \
-         disk offered a WAL; about 0.1-0.2 ms on this machine kind when idle).\n"
+         disk offered a WAL; about 0.1-0.2 ms on this machine kind when idle); send lag p99 = \
+         open-loop cases only, how late the load generator itself sent (included in the \
+         latencies, which count from the intended send time).\n"
     );
     let _ = writeln!(
         r,
-        "| case | server | round | req/s | p50 | p99 | p99.9 | max | errors | loadgen CPU µs/req | server CPU µs/req | load before | fsync p50 ms | run folder |"
+        "| case | server | round | req/s | p50 | p99 | p99.9 | max | errors | send lag p99 | loadgen CPU µs/req | server CPU µs/req | load before | fsync p50 ms | run folder |"
     );
     let _ = writeln!(
         r,
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     for x in results {
         let Some(op) = main_op(&x.summary) else {
@@ -776,9 +778,14 @@ fn write_report(
         let server_cpu = x
             .server_cpu_us_per_request
             .map_or("n/a".into(), |v| format!("{v:.1}"));
+        let lag = x
+            .summary
+            .send_lag
+            .as_ref()
+            .map_or("n/a".into(), |l| format!("{:.3}", l.p99_s * 1000.0));
         let _ = writeln!(
             r,
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {:.2} | {} | {:.1} | {server_cpu} | {:.2} | {fsync} | [{}]({}/report.txt) |",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {:.2} | {} | {lag} | {:.1} | {server_cpu} | {:.2} | {fsync} | [{}]({}/report.txt) |",
             x.case,
             x.target,
             x.round,

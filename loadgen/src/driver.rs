@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::pacing::{Pacer, Ticket};
+use crate::pacing::{DueTimer, Pacer, Ticket};
 use crate::stats::Recorder;
 use crate::timeseries::{Interval, TimeSeries};
 
@@ -51,12 +51,16 @@ pub async fn drive<W: Workload>(
     mut observer: Option<IntervalObserver>,
 ) -> Duration {
     let start = pacer.start();
+    let timer = pacer.is_open_loop().then(|| {
+        Arc::new(DueTimer::start().expect("starting the load generator's due timer thread"))
+    });
     let mut tasks = Vec::with_capacity(cfg.clients);
     for client in 0..cfg.clients {
         let (w, p, r) = (workload.clone(), pacer.clone(), recorder.clone());
         tasks.push(tokio::spawn(client_loop(
             w,
             p,
+            timer.clone(),
             r,
             client,
             cfg.request_timeout,
@@ -112,13 +116,20 @@ pub fn take_interval(
 async fn client_loop<W: Workload>(
     workload: Arc<W>,
     pacer: Arc<Pacer>,
+    timer: Option<Arc<DueTimer>>,
     recorder: SharedRecorder,
     client: usize,
     request_timeout: Duration,
 ) {
     while let Some(ticket) = pacer.admit() {
         if let Some(due) = ticket.intended {
-            tokio::time::sleep_until(due).await;
+            match &timer {
+                Some(t) => t.sleep_until(due).await,
+                None => tokio::time::sleep_until(due).await,
+            }
+            // How late the generator itself sent: charged to the latency below, so reported.
+            let lag = Instant::now().saturating_duration_since(due);
+            recorder.lock().expect("recorder lock").record_send_lag(lag);
         }
         // Open loop: charge from the intended send time, not from when we got round to it.
         let t0 = ticket.intended.unwrap_or_else(Instant::now);

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::stats::OpSummary;
+use crate::stats::{OpSummary, SendLag};
 use crate::svg::{self, Chart, Series};
 use crate::timeseries::Row;
 
@@ -36,6 +36,9 @@ pub struct Summary {
     pub requests: u64,
     pub cpu: CpuUse,
     pub ops: Vec<OpSummary>,
+    /// Open loop only: how late the generator sent (included in the latencies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lag: Option<SendLag>,
 }
 
 impl Summary {
@@ -65,6 +68,18 @@ pub fn text(s: &Summary) -> String {
         "\nLoad generator CPU: {:.2}s user + {:.2}s sys = {:.1} us/request, {:.2} cores busy ({} threads)",
         s.cpu.user_s, s.cpu.sys_s, s.cpu.per_request_us, s.cpu.cores_busy, s.threads
     );
+    if let Some(l) = &s.send_lag {
+        let _ = writeln!(
+            out,
+            "Send lag (generator's own lateness, included above): p50 {:.3} ms, p99 {:.3} ms, \
+             p99.9 {:.3} ms, max {:.3} ms over {} sends",
+            l.p50_s * 1e3,
+            l.p99_s * 1e3,
+            l.p999_s * 1e3,
+            l.max_s * 1e3,
+            l.samples
+        );
+    }
     out
 }
 

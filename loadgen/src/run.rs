@@ -223,7 +223,9 @@ struct Measure {
     series: Arc<Mutex<TimeSeries>>,
     cfg: DriveConfig,
     start_unix: Duration,
-    rate: Option<f64>,
+    /// The open-loop rate the measured phase ran at (`--rate`, or `--put-rate` of the watch
+    /// workloads); set by [`Measure::drive`].
+    rate: Mutex<Option<f64>>,
     threads: usize,
     conns: usize,
 }
@@ -239,7 +241,7 @@ impl Measure {
                 interval: common.interval,
             },
             start_unix: machine::unix_now(),
-            rate: common.rate,
+            rate: Mutex::new(common.rate),
             threads: common.threads,
             conns: common.conns,
         }
@@ -252,6 +254,7 @@ impl Measure {
         rate: Option<f64>,
     ) -> (Duration, CpuTimes, CpuTimes) {
         let cpu0 = machine::cpu_times();
+        *self.rate.lock().expect("rate lock") = rate;
         let pacer = Arc::new(Pacer::new(Instant::now(), rate, stop));
         let observer = progress_observer(pacer.expected_total());
         let elapsed = driver::drive(
@@ -318,18 +321,19 @@ impl Measure {
             .into_inner()
             .expect("series lock");
         let requests = recorder.total_requests();
+        let rate = *self.rate.lock().expect("rate lock");
         let user_s = (cpu1.user.saturating_sub(cpu0.user)).as_secs_f64();
         let sys_s = (cpu1.sys.saturating_sub(cpu0.sys)).as_secs_f64();
         let summary = Summary {
             tool: format!("ketch-loadgen {}", env!("CARGO_PKG_VERSION")),
             workload: workload.to_string(),
-            mode: if self.rate.is_some() {
+            mode: if rate.is_some() {
                 "open-loop"
             } else {
                 "closed-loop"
             }
             .to_string(),
-            rate_per_s: self.rate,
+            rate_per_s: rate,
             clients: common.clients,
             conns: self.conns,
             threads: self.threads,
@@ -346,6 +350,7 @@ impl Measure {
                 cores_busy: (user_s + sys_s) / elapsed.as_secs_f64().max(1e-9),
             },
             ops: recorder.summaries(elapsed),
+            send_lag: recorder.send_lag_summary(),
         };
         Ok(RunOutput {
             summary,

@@ -221,13 +221,45 @@ impl OpSummary {
     }
 }
 
+/// Open loop: how late the generator sent requests after their intended send times. The
+/// latencies include this lag (they count from the intended time), so a large lag means the
+/// generator, not the server, was the bottleneck.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct SendLag {
+    pub samples: u64,
+    pub p50_s: f64,
+    pub p99_s: f64,
+    pub p999_s: f64,
+    pub max_s: f64,
+}
+
 /// All operation types of a run, keyed by operation name.
 #[derive(Debug, Default)]
 pub struct Recorder {
     pub ops: BTreeMap<&'static str, OpStats>,
+    /// Open loop: how late each request left the generator after its intended send time.
+    pub send_lag: Option<Histogram<u64>>,
 }
 
 impl Recorder {
+    pub fn record_send_lag(&mut self, lag: Duration) {
+        let h = self.send_lag.get_or_insert_with(new_histogram_us);
+        h.saturating_record(duration_to_us(lag));
+    }
+
+    /// The send lag's percentiles, when the run was open loop.
+    pub fn send_lag_summary(&self) -> Option<SendLag> {
+        let h = self.send_lag.as_ref()?;
+        let q = |p: f64| h.value_at_quantile(p / 100.0) as f64 / 1e6;
+        Some(SendLag {
+            samples: h.len(),
+            p50_s: q(50.0),
+            p99_s: q(99.0),
+            p999_s: q(99.9),
+            max_s: h.max() as f64 / 1e6,
+        })
+    }
+
     pub fn record(&mut self, op: &'static str, latency: Duration, result: Result<(), String>) {
         self.ops.entry(op).or_default().record(latency, result);
     }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ketch_loadgen::driver::{self, DriveConfig, Outcome, Workload};
-use ketch_loadgen::pacing::{Pacer, StopRule, Ticket, intended_offset};
+use ketch_loadgen::pacing::{DueTimer, Pacer, StopRule, Ticket, intended_offset};
 use ketch_loadgen::stats::Recorder;
 use ketch_loadgen::timeseries::TimeSeries;
 use tokio::time::Instant;
@@ -94,6 +94,69 @@ async fn open_loop_holds_its_rate_for_a_duration() {
     // Sending never lagged far behind schedule on a no-op workload.
     let late = w.max_late_us.load(Ordering::Relaxed);
     assert!(late < 250_000, "a request went out {late} us late");
+    // Every send's lateness was recorded, and the worst one is the one the workload saw
+    // (the recorder rounds up to whole microseconds, and counts at least 1).
+    let lag = rec
+        .send_lag_summary()
+        .expect("open loop records its send lag");
+    assert_eq!(lag.samples, 3000);
+    assert!(lag.max_s * 1e6 <= late as f64 + 2.0, "{lag:?} vs {late} us");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_has_no_send_lag() {
+    let stop = StopRule {
+        total: Some(50),
+        duration: None,
+    };
+    let (_, rec, _, _) = drive(None, stop, 2).await;
+    assert!(rec.send_lag_summary().is_none());
+}
+
+/// The due timer never wakes a sleeper before its instant, wakes them all, and wakes the ones
+/// due earlier no later than the ones due after them (checked with sleepers registered out of
+/// order, from several tasks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_timer_wakes_each_sleeper_at_or_after_its_instant() {
+    let timer = Arc::new(DueTimer::start().unwrap());
+    let base = Instant::now() + Duration::from_millis(20);
+    // 40 sleepers due every 0.5 ms, registered in a shuffled order.
+    let order: Vec<u64> = (0..40).map(|i| (i * 17) % 40).collect();
+    let woke = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in order {
+        let (t, woke) = (timer.clone(), woke.clone());
+        let due = base + Duration::from_micros(500 * i);
+        tasks.push(tokio::spawn(async move {
+            t.sleep_until(due).await;
+            let now = Instant::now();
+            assert!(now >= due, "sleeper {i} woke {:?} early", due - now);
+            woke.lock().unwrap().push((i, now));
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let woke = woke.lock().unwrap();
+    assert_eq!(woke.len(), 40);
+    let mut by_due = woke.clone();
+    by_due.sort_by_key(|(i, _)| *i);
+    for pair in by_due.windows(2) {
+        // Tasks record after waking, so allow the two to race by a little.
+        assert!(
+            pair[0].1 <= pair[1].1 + Duration::from_millis(5),
+            "sleeper {} woke well after sleeper {}",
+            pair[0].0,
+            pair[1].0
+        );
+    }
+    // An instant already past returns at once.
+    tokio::time::timeout(
+        Duration::from_secs(1),
+        timer.sleep_until(Instant::now() - Duration::from_millis(1)),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -170,6 +170,7 @@ async fn put_open_loop() {
     check_folder(&dir, &s, &["put"]);
     assert_eq!(s.mode, "open-loop");
     assert_eq!(s.op("put").unwrap().requests, 300);
+    assert_eq!(s.send_lag.as_ref().unwrap().samples, 300);
 }
 
 #[tokio::test]
@@ -364,6 +365,10 @@ async fn watch_latency() {
     )
     .await;
     assert_eq!(s.op("watch-latency").unwrap().requests, 100 * 6);
+    // --put-rate makes the put phase open loop, and the summary says so.
+    assert_eq!(s.mode, "open-loop");
+    assert_eq!(s.rate_per_s, Some(100.0));
+    assert_eq!(s.send_lag.as_ref().unwrap().samples, 100);
 }
 
 #[tokio::test]
