@@ -137,9 +137,8 @@ async fn due_timer_wakes_each_sleeper_at_or_after_its_instant() {
     for t in tasks {
         t.await.unwrap();
     }
-    let woke = woke.lock().unwrap();
-    assert_eq!(woke.len(), 40);
-    let mut by_due = woke.clone();
+    let mut by_due = woke.lock().unwrap().clone();
+    assert_eq!(by_due.len(), 40);
     by_due.sort_by_key(|(i, _)| *i);
     for pair in by_due.windows(2) {
         // Tasks record after waking, so allow the two to race by a little.
