@@ -122,21 +122,19 @@ pub struct DueTimer {
 #[derive(Debug, Default)]
 struct DueState {
     queue: BinaryHeap<Reverse<Due>>,
-    next_id: u64,
     stopping: bool,
 }
 
-/// One waiting client: ordered by due instant, then by registration order.
+/// One waiting client, ordered by its due instant.
 #[derive(Debug)]
 struct Due {
     at: std::time::Instant,
-    id: u64,
     wake: oneshot::Sender<()>,
 }
 
 impl PartialEq for Due {
     fn eq(&self, other: &Self) -> bool {
-        (self.at, self.id) == (other.at, other.id)
+        self.at == other.at
     }
 }
 impl Eq for Due {}
@@ -147,7 +145,7 @@ impl PartialOrd for Due {
 }
 impl Ord for Due {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.id).cmp(&(other.at, other.id))
+        self.at.cmp(&other.at)
     }
 }
 
@@ -174,10 +172,8 @@ impl DueTimer {
         {
             let (lock, cv) = &*self.shared;
             let mut st = lock.lock().expect("due timer lock");
-            let id = st.next_id;
-            st.next_id += 1;
             let earliest = st.queue.peek().is_none_or(|Reverse(d)| at < d.at);
-            st.queue.push(Reverse(Due { at, id, wake: tx }));
+            st.queue.push(Reverse(Due { at, wake: tx }));
             // The timer thread sleeps until the earliest due instant: wake it only when that
             // changes, which paced clients registering in order rarely do.
             if earliest {

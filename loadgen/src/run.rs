@@ -80,7 +80,7 @@ pub async fn run(common: &Common, cmd: &Cmd) -> Result<RunOutput> {
     let targets = connect::dial_targets(&statuses, common.target_leader)?;
     let conns = connect::connect_all(&targets, common.conns, &dial).await?;
     let m = Measure::new(common);
-    let (elapsed, cpu0, cpu1) = match cmd {
+    let phase = match cmd {
         Cmd::Put {
             keys,
             compact_interval,
@@ -114,8 +114,8 @@ pub async fn run(common: &Common, cmd: &Cmd) -> Result<RunOutput> {
                 // Wait until the task is gone, so it no longer holds the recorder.
                 let _ = c.await;
                 // A compaction recorded after the last interval was taken goes in one more.
-                if let Ok((elapsed, _, _)) = &r {
-                    driver::take_interval(&m.recorder, &m.series, Instant::now() - *elapsed);
+                if let Ok(phase) = &r {
+                    driver::take_interval(&m.recorder, &m.series, Instant::now() - phase.elapsed);
                 }
             }
             r?
@@ -214,7 +214,16 @@ pub async fn run(common: &Common, cmd: &Cmd) -> Result<RunOutput> {
         }
         Cmd::Compare(_) => bail!("compare is not a workload"),
     };
-    m.finish(common, workload_name(cmd), elapsed, cpu0, cpu1, statuses)
+    m.finish(common, workload_name(cmd), phase, statuses)
+}
+
+/// What the measured phase took: wall time, this process's CPU times around it, and the
+/// open-loop rate it ran at (`--rate`, or a watch workload's `--put-rate`).
+struct Phase {
+    elapsed: Duration,
+    cpu0: CpuTimes,
+    cpu1: CpuTimes,
+    rate: Option<f64>,
 }
 
 /// Shared state of one measured phase.
@@ -223,9 +232,6 @@ struct Measure {
     series: Arc<Mutex<TimeSeries>>,
     cfg: DriveConfig,
     start_unix: Duration,
-    /// The open-loop rate the measured phase ran at (`--rate`, or `--put-rate` of the watch
-    /// workloads); set by [`Measure::drive`].
-    rate: Mutex<Option<f64>>,
     threads: usize,
     conns: usize,
 }
@@ -241,20 +247,13 @@ impl Measure {
                 interval: common.interval,
             },
             start_unix: machine::unix_now(),
-            rate: Mutex::new(common.rate),
             threads: common.threads,
             conns: common.conns,
         }
     }
 
-    async fn drive<W: Workload>(
-        &self,
-        w: W,
-        stop: StopRule,
-        rate: Option<f64>,
-    ) -> (Duration, CpuTimes, CpuTimes) {
+    async fn drive<W: Workload>(&self, w: W, stop: StopRule, rate: Option<f64>) -> Phase {
         let cpu0 = machine::cpu_times();
-        *self.rate.lock().expect("rate lock") = rate;
         let pacer = Arc::new(Pacer::new(Instant::now(), rate, stop));
         let observer = progress_observer(pacer.expected_total());
         let elapsed = driver::drive(
@@ -269,7 +268,12 @@ impl Measure {
         if std::io::stderr().is_terminal() {
             eprintln!();
         }
-        (elapsed, cpu0, machine::cpu_times())
+        Phase {
+            elapsed,
+            cpu0,
+            cpu1: machine::cpu_times(),
+            rate,
+        }
     }
 
     /// Opens the watchers of `spec`, runs stamped puts with them open, then waits for the
@@ -281,14 +285,14 @@ impl Measure {
         val_size: usize,
         stop: StopRule,
         rate: Option<f64>,
-    ) -> Result<(Duration, CpuTimes, CpuTimes)> {
+    ) -> Result<Phase> {
         let per_key = Arc::new(watch::watchers_per_key(&spec)?);
         let base = Instant::now();
         let watchers = watch::open(conns, spec, base, self.recorder.clone()).await?;
         let puts = StampedPut::new(conns, spec.keys, val_size, base, per_key);
         let expected = puts.expected_events.clone();
-        let (elapsed, cpu0, _) = self.drive(puts, stop, rate).await;
-        let puts_start = Instant::now() - elapsed;
+        let phase = self.drive(puts, stop, rate).await;
+        let puts_start = Instant::now() - phase.elapsed;
         watchers
             .finish(
                 expected.load(std::sync::atomic::Ordering::Relaxed),
@@ -298,16 +302,17 @@ impl Measure {
             .await;
         // Events delivered after the puts ended belong in the time series too.
         driver::take_interval(&self.recorder, &self.series, puts_start);
-        Ok((elapsed, cpu0, machine::cpu_times()))
+        Ok(Phase {
+            cpu1: machine::cpu_times(),
+            ..phase
+        })
     }
 
     fn finish(
         self,
         common: &Common,
         workload: &str,
-        elapsed: Duration,
-        cpu0: CpuTimes,
-        cpu1: CpuTimes,
+        phase: Phase,
         statuses: Vec<EndpointStatus>,
     ) -> Result<RunOutput> {
         let recorder = Arc::try_unwrap(self.recorder)
@@ -321,7 +326,12 @@ impl Measure {
             .into_inner()
             .expect("series lock");
         let requests = recorder.total_requests();
-        let rate = *self.rate.lock().expect("rate lock");
+        let Phase {
+            elapsed,
+            cpu0,
+            cpu1,
+            rate,
+        } = phase;
         let user_s = (cpu1.user.saturating_sub(cpu0.user)).as_secs_f64();
         let sys_s = (cpu1.sys.saturating_sub(cpu0.sys)).as_secs_f64();
         let summary = Summary {

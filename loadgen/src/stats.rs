@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Largest latency the histograms track, in microseconds (one hour); larger values saturate.
 pub const HIST_MAX_US: u64 = 3_600_000_000;
@@ -224,7 +224,7 @@ impl OpSummary {
 /// Open loop: how late the generator sent requests after their intended send times. The
 /// latencies include this lag (they count from the intended time), so a large lag means the
 /// generator, not the server, was the bottleneck.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SendLag {
     pub samples: u64,
     pub p50_s: f64,
@@ -250,12 +250,14 @@ impl Recorder {
     /// The send lag's percentiles, when the run was open loop.
     pub fn send_lag_summary(&self) -> Option<SendLag> {
         let h = self.send_lag.as_ref()?;
-        let q = |p: f64| h.value_at_quantile(p / 100.0) as f64 / 1e6;
+        let [p50, p99, p999] = percentiles_s(h, &[50.0, 99.0, 99.9])
+            .try_into()
+            .expect("three percentiles asked, three answered");
         Some(SendLag {
             samples: h.len(),
-            p50_s: q(50.0),
-            p99_s: q(99.0),
-            p999_s: q(99.9),
+            p50_s: p50.seconds,
+            p99_s: p99.seconds,
+            p999_s: p999.seconds,
             max_s: h.max() as f64 / 1e6,
         })
     }

@@ -12,13 +12,12 @@ use std::time::Duration;
 mod auth_support;
 
 use auth_support::{BASE_SETUP, FAST_BCRYPT, etcdctl, run_all};
-use common::{ServerProcess, free_port, ketch_bin, require_etcd};
+use common::{ServerProcess, free_port, same_transcript_as_etcd};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair,
 };
 
-const ETCD_BIN: &str = "/usr/bin/etcd";
 /// The common names of the client certificates made for the test.
 const CLIENT_NAMES: [&str; 3] = ["root", "alice", "ghost"];
 
@@ -122,17 +121,11 @@ fn transcript(bin: &Path, dir: &Path, certs: &Path) -> String {
 
 #[test]
 fn client_certificate_names_are_users_as_in_etcd() {
-    let etcd_bin = require_etcd(ETCD_BIN);
     let tmp = tempfile::tempdir().expect("temp dir");
     let certs = tmp.path().join("certs");
     std::fs::create_dir(&certs).expect("certs dir");
     make_certs(&certs);
-    let ketch = transcript(&ketch_bin(), &tmp.path().join("ketch"), &certs);
-    let etcd = transcript(etcd_bin, &tmp.path().join("etcd"), &certs);
-    assert_eq!(
-        ketch, etcd,
-        "ketch transcript:\n{ketch}\netcd transcript:\n{etcd}"
-    );
+    let ketch = same_transcript_as_etcd(tmp.path(), |bin, dir| transcript(bin, dir, &certs));
     for expected in [
         "Error: etcdserver: permission denied",
         "Error: etcdserver: user name not found",

@@ -14,9 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use auth_support::{BASE_SETUP, FAST_BCRYPT, etcdctl, run_all};
-use common::{ServerProcess, ketch_bin, require_etcd};
-
-const ETCD_BIN: &str = "/usr/bin/etcd";
+use common::{ServerProcess, ketch_bin, same_transcript_as_etcd};
 
 /// Users, roles and permissions, then auth on, as the etcd docs walk through it.
 fn setup(ep: &str) -> String {
@@ -129,14 +127,8 @@ fn transcript(bin: &Path, dir: &Path) -> String {
 
 #[test]
 fn etcdctl_auth_prints_what_it_prints_against_etcd() {
-    let etcd_bin = require_etcd(ETCD_BIN);
     let tmp = tempfile::tempdir().expect("temp dir");
-    let ketch = transcript(&ketch_bin(), &tmp.path().join("ketch"));
-    let etcd = transcript(etcd_bin, &tmp.path().join("etcd"));
-    assert_eq!(
-        ketch, etcd,
-        "ketch transcript:\n{ketch}\netcd transcript:\n{etcd}"
-    );
+    let ketch = same_transcript_as_etcd(tmp.path(), transcript);
     // The comparison is only as good as the script: make sure it exercised refusals.
     for expected in [
         "Error: etcdserver: permission denied",

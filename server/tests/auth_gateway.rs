@@ -12,10 +12,9 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{ServerProcess, ketch_bin, require_etcd};
+use common::{ETCD_BIN, ServerProcess, ketch_bin, require_etcd, same_transcript_as_etcd};
 use regex::Regex;
 
-const ETCD_BIN: &str = "/usr/bin/etcd";
 const READ_TIMEOUT: Duration = Duration::from_secs(20);
 /// The cheapest bcrypt cost, for both servers (logins check passwords).
 const FAST_BCRYPT: [&str; 2] = ["--bcrypt-cost", "4"];
@@ -128,14 +127,8 @@ fn transcript(bin: &Path, dir: &Path) -> String {
 
 #[test]
 fn gateway_auth_answers_as_etcd_does() {
-    let etcd_bin = require_etcd(ETCD_BIN);
     let tmp = tempfile::tempdir().expect("temp dir");
-    let ketch = transcript(&ketch_bin(), &tmp.path().join("ketch"));
-    let etcd = transcript(etcd_bin, &tmp.path().join("etcd"));
-    assert_eq!(
-        ketch, etcd,
-        "ketch transcript:\n{ketch}\netcd transcript:\n{etcd}"
-    );
+    let ketch = same_transcript_as_etcd(tmp.path(), transcript);
     for expected in [
         "etcdserver: root user does not have root role",
         "etcdserver: invalid auth token",

@@ -7,9 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{ketch_bin, require_etcd, transcript_of};
-
-const ETCD_BIN: &str = "/usr/bin/etcd";
+use common::{same_transcript_as_etcd, transcript_of};
 
 fn run(endpoint: &str, args: &[&str]) -> (String, Option<i32>) {
     let out = Command::new("etcdctl")
@@ -122,14 +120,8 @@ fn elect(endpoint: &str) -> String {
 
 #[test]
 fn etcdctl_lease_lock_and_elect_print_what_they_print_against_etcd() {
-    let etcd_bin = require_etcd(ETCD_BIN);
     let tmp = tempfile::tempdir().expect("temp dir");
-    let ketch = transcript_of(&ketch_bin(), &tmp.path().join("ketch"), script);
-    let etcd = transcript_of(etcd_bin, &tmp.path().join("etcd"), script);
-    assert_eq!(
-        ketch, etcd,
-        "ketch transcript:\n{ketch}\netcd transcript:\n{etcd}"
-    );
+    let ketch = same_transcript_as_etcd(tmp.path(), |bin, dir| transcript_of(bin, dir, script));
     assert!(
         ketch.contains("granted with TTL(2s)"),
         "minimum TTL: {ketch}"

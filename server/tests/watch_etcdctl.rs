@@ -8,9 +8,8 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{ketch_bin, require_etcd, transcript_of};
+use common::{same_transcript_as_etcd, transcript_of};
 
-const ETCD_BIN: &str = "/usr/bin/etcd";
 /// How long a watching etcdctl is given to print what it receives before it is stopped.
 const WATCH_SETTLE: Duration = Duration::from_millis(800);
 
@@ -104,14 +103,8 @@ fn script(endpoint: &str) -> String {
 
 #[test]
 fn etcdctl_watch_prints_what_it_prints_against_etcd() {
-    let etcd_bin = require_etcd(ETCD_BIN);
     let tmp = tempfile::tempdir().expect("temp dir");
-    let ketch = transcript_of(&ketch_bin(), &tmp.path().join("ketch"), script);
-    let etcd = transcript_of(etcd_bin, &tmp.path().join("etcd"), script);
-    assert_eq!(
-        ketch, etcd,
-        "ketch transcript:\n{ketch}\netcd transcript:\n{etcd}"
-    );
+    let ketch = same_transcript_as_etcd(tmp.path(), |bin, dir| transcript_of(bin, dir, script));
     assert!(
         ketch.contains("exec \"PUT\" \"foo/c\" \"4\" 6"),
         "the exec form ran: {ketch}"

@@ -262,6 +262,22 @@ pub fn etcdctl_output<S: AsRef<std::ffi::OsStr>>(
     child.wait_with_output().expect("waiting for etcdctl")
 }
 
+/// Where Debian's etcd-server package installs etcd 3.4.23, the oracle.
+pub const ETCD_BIN: &str = "/usr/bin/etcd";
+
+/// Runs `transcript(server binary, data dir)` against ketch, then against etcd (dirs under
+/// `tmp`), requires the two identical and returns ketch's.
+pub fn same_transcript_as_etcd(tmp: &Path, transcript: impl Fn(&Path, &Path) -> String) -> String {
+    let etcd_bin = require_etcd(ETCD_BIN);
+    let ketch = transcript(&ketch_bin(), &tmp.join("ketch"));
+    let etcd = transcript(etcd_bin, &tmp.join("etcd"));
+    assert_eq!(
+        ketch, etcd,
+        "ketch transcript:\n{ketch}\netcd transcript:\n{etcd}"
+    );
+    ketch
+}
+
 /// The etcd binary the comparisons run against; a missing etcd fails the test (it is the
 /// oracle) with the way to install it.
 pub fn require_etcd(path: &str) -> &Path {
