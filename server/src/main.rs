@@ -235,7 +235,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             );
             let (peer_stop, peer_stop_rx) = flume::bounded::<()>(1);
             let peers = glommio::spawn_local(peer::serve_peers(
-                raft_node.raft.clone(),
+                raft_node.peer_side(),
                 node.clone(),
                 peer_listeners,
                 cluster_id,

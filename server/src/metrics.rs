@@ -115,6 +115,13 @@ pub async fn render(node: &Node) -> String {
         "The current term of this member.",
         raft.term,
     );
+    metric(
+        &mut out,
+        "ketch_server_read_index_rounds_total",
+        "counter",
+        "ReadIndex rounds this member started: each confirms the read index once for every linearizable read queued before it (on the leader, followers' ReadIndex requests too).",
+        node.raft.read_rounds(),
+    );
     // The WAL lives on the raft core; a stopped member has no WAL figures to show.
     if let Ok(wal) = node.raft.wal_metrics().await {
         out.push_str(&wal.fsync_seconds.render_prometheus(

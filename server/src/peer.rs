@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ketch_config::Config;
-use ketch_raft::{KetchRaft, StateStore};
+use ketch_raft::{PeerSide, StateStore};
 use rustls::ServerConfig;
 
 /// One peer listen address and, for an `https://` URL, the TLS it serves.
@@ -77,7 +77,7 @@ pub fn bind(addrs: &[PeerAddr]) -> anyhow::Result<Vec<PeerListener>> {
 /// the listeners and their connections. `recv_dir` holds snapshots while they arrive
 /// (`<member-dir>/peer-recv`; not the `snap/` directory).
 pub async fn serve_peers<S: StateStore>(
-    raft: KetchRaft<S>,
+    member: PeerSide<S>,
     node: std::sync::Arc<crate::node::Node>,
     listeners: Vec<PeerListener>,
     cluster_id: u64,
@@ -94,7 +94,7 @@ pub async fn serve_peers<S: StateStore>(
             let app: std::rc::Rc<dyn ketch_raft::transport::PeerApp> =
                 std::rc::Rc::new(crate::grpc::LeasePeerApp { node: node.clone() });
             glommio::spawn_local(ketch_raft::transport::serve_peers_with_app(
-                raft.clone(),
+                member.clone(),
                 listener,
                 tls,
                 cluster_id,

@@ -66,6 +66,11 @@ pub(crate) enum Command {
     ReadBarrier {
         reply: Reply<()>,
     },
+    /// A follower's ReadIndex request, answered by this member (which must lead) with the
+    /// read index of the next round it starts: followers' reads share the leader's rounds.
+    ReadIndex {
+        reply: Reply<u64>,
+    },
     LeaderCall {
         path: String,
         body: bytes::Bytes,

@@ -21,7 +21,7 @@ pub mod types;
 pub use handle::{COMMAND_QUEUE_CAPACITY, ProposeError, RaftHandle, RaftStatus};
 pub use membership::{MemberChange, MemberChangeError, MemberView, MembershipView};
 pub use network::{LeaderForward, UnreachableNetwork};
-pub use node::{KetchRaft, RaftNode, RaftOptions, StartError, start};
+pub use node::{KetchRaft, PeerSide, RaftNode, RaftOptions, StartError, start};
 pub use runtime::{EXECUTOR_IO_MEMORY_BYTES, GlommioRuntime, executor_builder};
 pub use snapshot_file::SnapshotFile;
 pub use state_machine::EventSink;

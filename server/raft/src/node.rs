@@ -179,9 +179,54 @@ pub enum StartError {
 pub struct RaftNode<S: StateStore> {
     pub raft: KetchRaft<S>,
     driver: glommio::task::JoinHandle<()>,
+    /// The driver's queue, without keeping the driver alive (it ends once every
+    /// `RaftHandle` is gone or after a shutdown).
+    commands: flume::WeakSender<Command>,
+}
+
+/// What the peer transport's server needs of a member: openraft, for the raft RPCs, and the
+/// driver, for followers' ReadIndex requests to join this member's read rounds.
+pub struct PeerSide<S: StateStore> {
+    pub(crate) raft: KetchRaft<S>,
+    commands: flume::WeakSender<Command>,
+}
+
+impl<S: StateStore> Clone for PeerSide<S> {
+    fn clone(&self) -> Self {
+        PeerSide {
+            raft: self.raft.clone(),
+            commands: self.commands.clone(),
+        }
+    }
+}
+
+impl<S: StateStore> PeerSide<S> {
+    /// A follower's ReadIndex request: the read index of this member's next read round,
+    /// confirmed by a quorum; `ForwardToLeader` when this member does not lead.
+    pub(crate) async fn read_index(&self) -> Result<u64, ProposeError> {
+        let commands = self.commands.upgrade().ok_or(ProposeError::Stopped)?;
+        let (reply, answer) = flume::bounded(1);
+        commands
+            .send_async(Command::ReadIndex { reply })
+            .await
+            .map_err(|_| ProposeError::Stopped)?;
+        drop(commands);
+        answer
+            .recv_async()
+            .await
+            .map_err(|_| ProposeError::Stopped)?
+    }
 }
 
 impl<S: StateStore> RaftNode<S> {
+    /// The member as the peer transport's server serves it.
+    pub fn peer_side(&self) -> PeerSide<S> {
+        PeerSide {
+            raft: self.raft.clone(),
+            commands: self.commands.clone(),
+        }
+    }
+
     /// Completes when the member has stopped (after `RaftHandle::shutdown`).
     pub async fn stopped(self) {
         self.driver.await;
@@ -251,6 +296,7 @@ where
     let tick = Duration::from_millis(opts.heartbeat_ms.max(1));
     glommio::spawn_local(track_metrics(raft.clone(), status.clone(), lease, tick)).detach();
     let (tx, rx) = flume::bounded(COMMAND_QUEUE_CAPACITY);
+    let weak_commands = tx.downgrade();
     let driver = Driver {
         raft: raft.clone(),
         log,
@@ -278,7 +324,11 @@ where
             status,
             store,
         },
-        RaftNode { raft, driver },
+        RaftNode {
+            raft,
+            driver,
+            commands: weak_commands,
+        },
     ))
 }
 
@@ -484,11 +534,21 @@ async fn track_metrics<S: StateStore>(
 }
 
 /// ReadIndex rounds: a read joins the next round to start (never one already running,
-/// whose read index may predate it), and one round serves every read queued before it.
+/// whose read index may predate it), and one round serves every read queued before it:
+/// this member's own linearizable reads and, on the leader, the followers' ReadIndex
+/// requests, so that one quorum confirmation serves the whole cluster's reads.
 #[derive(Default)]
 struct ReadRounds {
     running: Cell<bool>,
-    queued: RefCell<Vec<Reply<()>>>,
+    queued: RefCell<Vec<ReadWaiter>>,
+}
+
+enum ReadWaiter {
+    /// A local read: answered once this member has applied up to the read index.
+    Applied(Reply<()>),
+    /// A follower's request: answered with the read index this member (the leader)
+    /// confirmed; the follower waits for its own apply.
+    Index(Reply<u64>),
 }
 
 struct Driver<S: StateStore, F: LeaderForward> {
@@ -552,13 +612,27 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
         }
     }
 
-    /// Returns once this member has applied everything committed when the call began, as
-    /// the leader confirmed it with a quorum (ReadIndex).
-    async fn read_barrier(&self, deadline: Instant) -> Result<(), ProposeError> {
+    /// The read index confirmed by a quorum if this member leads (openraft's ReadIndex: it
+    /// confirms leadership with a heartbeat round); `ForwardToLeader` otherwise.
+    async fn read_index_here(&self) -> Result<u64, ProposeError> {
+        match self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+            Ok(linearizer) => Ok(linearizer.read_log_id().index()),
+            Err(e) => Err(read_error(e)),
+        }
+    }
+
+    /// Returns once this member has applied everything committed when `here` (this
+    /// member's own ReadIndex attempt) began, as the leader confirmed it with a quorum: the
+    /// leader's index is `here`; a follower asks the leader for one.
+    async fn read_barrier_from(
+        &self,
+        mut here: Result<u64, ProposeError>,
+        deadline: Instant,
+    ) -> Result<(), ProposeError> {
         loop {
-            let err = match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-                Ok(_) => return Ok(()),
-                Err(e) => read_error(e),
+            let err = match here {
+                Ok(index) => return self.await_applied(index, deadline).await,
+                Err(e) => e,
             };
             let err = match err {
                 ProposeError::ForwardToLeader {
@@ -574,6 +648,7 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
                 e => e,
             };
             self.pause_or_fail(err, deadline).await?;
+            here = self.read_index_here().await;
         }
     }
 
@@ -709,7 +784,17 @@ impl<S: StateStore, F: LeaderForward> Driver<S, F> {
             match cmd {
                 Command::Write { data, reply } => self.spawn_write(data, reply, in_flight.clone()),
                 Command::ReadBarrier { reply } => {
-                    self.reads.queued.borrow_mut().push(reply);
+                    self.reads
+                        .queued
+                        .borrow_mut()
+                        .push(ReadWaiter::Applied(reply));
+                    self.start_read_round();
+                }
+                Command::ReadIndex { reply } => {
+                    self.reads
+                        .queued
+                        .borrow_mut()
+                        .push(ReadWaiter::Index(reply));
                     self.start_read_round();
                 }
                 Command::ChangeMembers { change, reply } => {
@@ -815,12 +900,30 @@ fn start_read_round<S: StateStore, F: LeaderForward>(
     let batch = std::mem::take(&mut *reads.queued.borrow_mut());
     glommio::spawn_local(async move {
         let deadline = Instant::now() + timeout;
-        let res =
-            glommio::timer::timeout(timeout, async { Ok(route.read_barrier(deadline).await) })
-                .await;
-        let out = res.unwrap_or(Err(ProposeError::Timeout));
-        for reply in batch {
-            let _ = reply.send(out.clone());
+        let (mut local, mut followers) = (Vec::new(), Vec::new());
+        for waiter in batch {
+            match waiter {
+                ReadWaiter::Applied(reply) => local.push(reply),
+                ReadWaiter::Index(reply) => followers.push(reply),
+            }
+        }
+        let here = glommio::timer::timeout(timeout, async { Ok(route.read_index_here().await) })
+            .await
+            .unwrap_or(Err(ProposeError::Timeout));
+        // Followers wait for their own apply: answer them before this member's.
+        for reply in followers {
+            let _ = reply.send(here.clone());
+        }
+        if !local.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let out = glommio::timer::timeout(left, async {
+                Ok(route.read_barrier_from(here, deadline).await)
+            })
+            .await
+            .unwrap_or(Err(ProposeError::Timeout));
+            for reply in local {
+                let _ = reply.send(out.clone());
+            }
         }
         reads.running.set(false);
         start_read_round(route, reads, timeout, status);

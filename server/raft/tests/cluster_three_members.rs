@@ -73,3 +73,60 @@ fn three_members_replicate_fail_over_and_catch_up() {
 fn refs(ms: &[Option<ClusterMember>]) -> Vec<&ClusterMember> {
     ms.iter().flatten().collect()
 }
+
+/// Followers' linearizable reads: each follower round asks the leader for a read index, and
+/// the leader serves those requests in its own read rounds (one quorum confirmation for
+/// many followers' requests). Every read sees the write acknowledged before it began.
+#[test]
+fn followers_read_index_requests_join_the_leaders_read_rounds() {
+    const READS_PER_FOLLOWER: usize = 100;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let group = members(&ports);
+    let ms: Vec<ClusterMember> = (0..3)
+        .map(|i| ClusterMember::start(options(dirs[i].path(), i as u64 + 1, &group), ports[i]))
+        .collect();
+    let all: Vec<&ClusterMember> = ms.iter().collect();
+    let leader = wait_leader(&all, ELECTION_WAIT);
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let rounds = |i: usize| ms[i].handle.read_rounds();
+
+    for value in ["1", "2", "3"] {
+        block_on(ms[leader].handle.write(put("k", value))).expect("write on the leader");
+        // The leader applied the write before answering it.
+        let acknowledged = ms[leader].handle.store().read().revision();
+        let leader_before = rounds(leader);
+        let followers_before: u64 = followers.iter().map(|&f| rounds(f)).sum();
+        let handles: Vec<_> = followers.iter().map(|&f| ms[f].handle.clone()).collect();
+        let reads = handles.iter().flat_map(|h| {
+            (0..READS_PER_FOLLOWER).map(move |_| {
+                let h = h.clone();
+                async move {
+                    h.linearizable_read_barrier().await.expect("follower read");
+                    h.store().read().revision()
+                }
+            })
+        });
+        let seen = block_on(futures::future::join_all(reads));
+        assert!(
+            seen.iter().all(|rev| *rev >= acknowledged),
+            "a follower read missed the acknowledged write (revision {acknowledged}): {seen:?}"
+        );
+        let leader_rounds = rounds(leader) - leader_before;
+        let follower_rounds = followers.iter().map(|&f| rounds(f)).sum::<u64>() - followers_before;
+        assert!(
+            follower_rounds >= 2 && follower_rounds < 2 * READS_PER_FOLLOWER as u64,
+            "{follower_rounds} follower rounds for {} reads",
+            2 * READS_PER_FOLLOWER
+        );
+        // Each follower round sends one ReadIndex request; the leader answers them from its
+        // own rounds, never more rounds than requests.
+        assert!(
+            leader_rounds >= 1 && leader_rounds <= follower_rounds,
+            "leader {leader_rounds} rounds for {follower_rounds} follower rounds"
+        );
+    }
+    for m in ms {
+        m.stop();
+    }
+}

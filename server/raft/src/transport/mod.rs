@@ -1,7 +1,7 @@
 //! The peer transport: openraft's RPCs between ketch members over HTTP/2 on the peer port
 //! (`--listen-peer-urls`), on the raft executor. [`PeerNetwork`] is the client half (give it
 //! to `start`), [`serve_peers`] the server half (run it on the raft executor with the
-//! `RaftNode`'s `raft`). docs/cluster.md describes the wire.
+//! `RaftNode`'s `peer_side()`). docs/cluster.md describes the wire.
 
 pub mod allowed;
 pub mod client;

@@ -16,7 +16,6 @@ use futures::FutureExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use openraft::ReadPolicy;
 use openraft::errors::RaftError;
 use openraft::raft::{AppendEntriesRequest, VoteRequest, VoteResponse};
 use openraft::storage::Snapshot;
@@ -29,7 +28,7 @@ use serde::de::DeserializeOwned;
 use super::io::{HyperIo, LocalExec};
 use super::wire::{self, ForwardRefusal, SnapshotHeader};
 use crate::membership::MemberChangeError;
-use crate::node::KetchRaft;
+use crate::node::{KetchRaft, PeerSide};
 use crate::snapshot_file::SnapshotFile;
 use crate::state_store::StateStore;
 use crate::types::{ApplyOutcome, KetchRaftTypes, RequestBytes};
@@ -56,6 +55,7 @@ pub trait PeerApp {
 
 struct Ctx<S: StateStore> {
     raft: KetchRaft<S>,
+    member: PeerSide<S>,
     me: crate::types::MemberId,
     app: Option<Rc<dyn PeerApp>>,
     cluster_id: String,
@@ -66,13 +66,13 @@ struct Ctx<S: StateStore> {
 /// and every peer connection it accepted. `recv_dir` holds snapshots while they arrive (it
 /// must not be the member's `snap/` directory; each file is removed once installed).
 pub async fn serve_peers<S: StateStore>(
-    raft: KetchRaft<S>,
+    member: PeerSide<S>,
     listener: glommio::net::TcpListener,
     cluster_id: u64,
     recv_dir: PathBuf,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve_peers_with_app(raft, listener, None, cluster_id, recv_dir, None, stop).await
+    serve_peers_with_app(member, listener, None, cluster_id, recv_dir, None, stop).await
 }
 
 /// [`serve_peers`], also answering the application's `/app/` calls with `app`; with `tls`
@@ -80,7 +80,7 @@ pub async fn serve_peers<S: StateStore>(
 /// verifies the peer's client certificate when `tls` asks for one. A refused handshake is
 /// logged (etcd's "rejected connection from ..." line) and the connection closed.
 pub async fn serve_peers_with_app<S: StateStore>(
-    raft: KetchRaft<S>,
+    member: PeerSide<S>,
     listener: glommio::net::TcpListener,
     tls: Option<Arc<ServerConfig>>,
     cluster_id: u64,
@@ -89,11 +89,13 @@ pub async fn serve_peers_with_app<S: StateStore>(
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(&recv_dir)?;
+    let raft = member.raft.clone();
     let me = raft.metrics().borrow_watched().id;
     crate::membership::touch_leader_contact(me);
     let ctx = Rc::new(Ctx {
         me,
         raft,
+        member,
         app,
         cluster_id: format!("{cluster_id:x}"),
         recv_dir,
@@ -369,17 +371,14 @@ async fn propose<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Respons
 }
 
 /// A follower's linearizable read: confirm leadership with a quorum (ReadIndex) and answer
-/// the index the follower must have applied before reading.
+/// the index the follower must have applied before reading. The request joins this member's
+/// next read round, with its own reads and the other followers' requests.
 async fn read_index<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let ttl = forward_ttl(&req);
-    let raft = &ctx.raft;
-    let confirmed = glommio::timer::timeout(ttl, async {
-        Ok(raft.get_read_linearizer(ReadPolicy::ReadIndex).await)
-    })
-    .await;
+    let confirmed = glommio::timer::timeout(ttl, async { Ok(ctx.member.read_index().await) }).await;
     let answer: Result<u64, ForwardRefusal> = match confirmed {
-        Ok(Ok(linearizer)) => Ok(linearizer.read_log_id().index()),
-        Ok(Err(e)) => Err(ForwardRefusal::of(&crate::node::read_error(e))),
+        Ok(Ok(index)) => Ok(index),
+        Ok(Err(e)) => Err(ForwardRefusal::of(&e)),
         Err(_) => Err(ForwardRefusal::Timeout),
     };
     // Every answer body is `Result<_, String>` (see `wire`); the refusal is inside `Ok`.

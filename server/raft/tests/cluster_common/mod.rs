@@ -82,7 +82,7 @@ impl ClusterMember {
                 let stop = async move {
                     let _ = stop_rx.recv_async().await;
                 };
-                let server = serve_peers(node.raft.clone(), listener, CLUSTER_ID, recv_dir, stop);
+                let server = serve_peers(node.peer_side(), listener, CLUSTER_ID, recv_dir, stop);
                 let server = glommio::spawn_local(server).detach();
                 htx.send(Ok(handle)).unwrap();
                 node.stopped().await;
