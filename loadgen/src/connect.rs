@@ -26,12 +26,20 @@ pub struct EndpointStatus {
 pub struct Dial {
     pub timeout: Duration,
     tls: Option<TlsOptions>,
+    /// The same files as PEM, for the lean KV client (`grpc`).
+    ca_pem: Option<Vec<u8>>,
+    identity_pem: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Dial {
     /// Plain HTTP/2 (no TLS).
     pub fn plain(timeout: Duration) -> Self {
-        Dial { timeout, tls: None }
+        Dial {
+            timeout,
+            tls: None,
+            ca_pem: None,
+            identity_pem: None,
+        }
     }
 
     /// TLS when any of the files is given, as etcd's `--cacert`, `--cert` and `--key`: the CA
@@ -48,18 +56,37 @@ impl Dial {
         }
         let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
         let mut tls = TlsOptions::new();
-        if let Some(ca) = cacert {
-            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        let ca_pem = cacert.map(read).transpose()?;
+        if let Some(ca) = &ca_pem {
+            tls = tls.ca_certificate(Certificate::from_pem(ca));
         }
-        match (cert, key) {
-            (Some(c), Some(k)) => tls = tls.identity(Identity::from_pem(read(c)?, read(k)?)),
-            (None, None) => {}
+        let identity_pem = match (cert, key) {
+            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+            (None, None) => None,
             _ => bail!("--cert and --key go together"),
+        };
+        if let Some((c, k)) = &identity_pem {
+            tls = tls.identity(Identity::from_pem(c, k));
         }
         Ok(Dial {
             timeout,
             tls: Some(tls),
+            ca_pem,
+            identity_pem,
         })
+    }
+
+    /// The rustls config of the lean KV client; `None` for plain HTTP/2.
+    pub fn rustls_config(&self) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>> {
+        if self.tls.is_none() {
+            return Ok(None);
+        }
+        let ca = self.ca_pem.as_deref().unwrap_or_default();
+        let identity = self
+            .identity_pem
+            .as_ref()
+            .map(|(c, k)| (c.as_slice(), k.as_slice()));
+        crate::grpc::rustls_config(ca, identity).map(Some)
     }
 
     pub fn is_tls(&self) -> bool {

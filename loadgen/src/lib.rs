@@ -6,6 +6,7 @@ pub mod cli;
 pub mod compare;
 pub mod connect;
 pub mod driver;
+pub mod grpc;
 pub mod machine;
 pub mod pacing;
 pub mod report;

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::cli::{Cmd, Common, DEFAULT_TOTAL, KeyArgs, PutWatchArgs, WatchArgs, serializable};
 use crate::connect::{self, EndpointStatus};
 use crate::driver::{self, DriveConfig, IntervalObserver, SharedRecorder, Workload};
+use crate::grpc::{self, KvConn};
 use crate::machine::{self, CpuTimes};
 use crate::pacing::{Pacer, StopRule};
 use crate::report::{CpuUse, Summary};
@@ -78,7 +79,9 @@ pub async fn run(common: &Common, cmd: &Cmd) -> Result<RunOutput> {
     )?;
     let statuses = connect::statuses(&common.endpoints, &dial).await?;
     let targets = connect::dial_targets(&statuses, common.target_leader)?;
+    // etcd-client connections for streams, status and compaction; lean ones for KV calls.
     let conns = connect::connect_all(&targets, common.conns, &dial).await?;
+    let kv = grpc::connect_all(&targets, common.conns, &dial).await?;
     let m = Measure::new(common);
     let phase = match cmd {
         Cmd::Put {
@@ -98,12 +101,12 @@ pub async fn run(common: &Common, cmd: &Cmd) -> Result<RunOutput> {
             });
             let stop = stop_rule(common, None);
             let r = if pw.watchers == 0 {
-                let w = workloads::Put::new(&conns, kg, keys.val_size);
+                let w = workloads::Put::new(&kv, kg, keys.val_size);
                 Ok(m.drive(w, stop, common.rate).await)
             } else {
                 match put_watch_spec(kg, pw) {
                     Ok(spec) => {
-                        m.watch(&conns, spec, keys.val_size, stop, common.rate)
+                        m.watch(&conns, &kv, spec, keys.val_size, stop, common.rate)
                             .await
                     }
                     Err(e) => Err(e),
@@ -135,7 +138,7 @@ pub async fn run(common: &Common, cmd: &Cmd) -> Result<RunOutput> {
                 keys_only: *keys_only,
             };
             m.drive(
-                workloads::Range::new(&conns, spec),
+                workloads::Range::new(&kv, spec),
                 stop_rule(common, None),
                 common.rate,
             )
@@ -145,7 +148,7 @@ pub async fn run(common: &Common, cmd: &Cmd) -> Result<RunOutput> {
             if *txn_ops == 0 || *txn_ops as u64 > keys.key_space_size {
                 bail!("--txn-ops must be 1..=--key-space-size (keys in one txn must differ)");
             }
-            let w = workloads::TxnPut::new(&conns, keygen(keys)?, keys.val_size, *txn_ops);
+            let w = workloads::TxnPut::new(&kv, keygen(keys)?, keys.val_size, *txn_ops);
             m.drive(w, stop_rule(common, None), common.rate).await
         }
         Cmd::TxnMixed {
@@ -161,7 +164,7 @@ pub async fn run(common: &Common, cmd: &Cmd) -> Result<RunOutput> {
                 limit: *range_limit,
                 ..RangeSpec::default()
             };
-            let w = workloads::TxnMixed::new(&conns, keygen(keys)?, keys.val_size, *rw_ratio, read);
+            let w = workloads::TxnMixed::new(&kv, keygen(keys)?, keys.val_size, *rw_ratio, read);
             m.drive(w, stop_rule(common, None), common.rate).await
         }
         Cmd::LeaseKeepalive => {
@@ -189,7 +192,7 @@ pub async fn run(common: &Common, cmd: &Cmd) -> Result<RunOutput> {
                 event_op: "watch-event",
             };
             let (stop, rate) = watch_stop_rate(common, w);
-            m.watch(&conns, spec, w.val_size, stop, rate).await?
+            m.watch(&conns, &kv, spec, w.val_size, stop, rate).await?
         }
         Cmd::WatchLatency {
             w,
@@ -210,7 +213,7 @@ pub async fn run(common: &Common, cmd: &Cmd) -> Result<RunOutput> {
                 event_op: "watch-latency",
             };
             let (stop, rate) = watch_stop_rate(common, w);
-            m.watch(&conns, spec, w.val_size, stop, rate).await?
+            m.watch(&conns, &kv, spec, w.val_size, stop, rate).await?
         }
         Cmd::Compare(_) => bail!("compare is not a workload"),
     };
@@ -281,6 +284,7 @@ impl Measure {
     async fn watch(
         &self,
         conns: &[Client],
+        kv: &[KvConn],
         spec: WatchSpec,
         val_size: usize,
         stop: StopRule,
@@ -289,7 +293,7 @@ impl Measure {
         let per_key = Arc::new(watch::watchers_per_key(&spec)?);
         let base = Instant::now();
         let watchers = watch::open(conns, spec, base, self.recorder.clone()).await?;
-        let puts = StampedPut::new(conns, spec.keys, val_size, base, per_key);
+        let puts = StampedPut::new(kv, spec.keys, val_size, base, per_key);
         let expected = puts.expected_events.clone();
         let phase = self.drive(puts, stop, rate).await;
         let puts_start = Instant::now() - phase.elapsed;

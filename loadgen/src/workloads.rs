@@ -1,15 +1,20 @@
 //! The request-per-ticket workloads: put, range, txn-put, txn-mixed, lease-keepalive, and the
-//! timestamped puts that feed the watch workloads. Each holds one gRPC client per connection and
-//! client task `i` uses connection `i % conns`.
+//! timestamped puts that feed the watch workloads. Each holds one gRPC connection per `--conns`
+//! and client task `i` uses connection `i % conns`. The KV calls go through the lean client
+//! (`grpc`); lease keep-alive streams through etcd-client.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use etcd_client::{Client, GetOptions, KvClient, LeaseKeepAliveStream, LeaseKeeper, Txn, TxnOp};
+use bytes::Bytes;
+use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper};
+use ketch_proto::etcdserverpb::request_op::Request;
+use ketch_proto::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
 use tokio::time::Instant;
 
 use crate::connect::error_message;
 use crate::driver::{Outcome, Workload};
+use crate::grpc::{CallError, KvConn};
 use crate::pacing::Ticket;
 
 /// How keys are chosen: `key_size` bytes, the key number big-endian in the last (at most 8)
@@ -44,10 +49,6 @@ pub fn random_value(len: usize) -> Vec<u8> {
     (0..len).map(|_| rand::random_range(b'a'..=b'z')).collect()
 }
 
-fn kv_clients(conns: &[Client]) -> Vec<KvClient> {
-    conns.iter().map(|c| c.kv_client()).collect()
-}
-
 fn outcome<T>(op: &'static str, r: Result<T, etcd_client::Error>) -> Outcome {
     Outcome {
         op,
@@ -55,18 +56,43 @@ fn outcome<T>(op: &'static str, r: Result<T, etcd_client::Error>) -> Outcome {
     }
 }
 
+fn kv_outcome<T>(op: &'static str, r: Result<T, CallError>) -> Outcome {
+    Outcome {
+        op,
+        result: r.map(|_| ()).map_err(|e| e.to_string()),
+    }
+}
+
+fn put_request(key: Vec<u8>, value: Bytes) -> PutRequest {
+    PutRequest {
+        key: key.into(),
+        value,
+        ..Default::default()
+    }
+}
+
+fn txn_of(ops: impl IntoIterator<Item = Request>) -> TxnRequest {
+    TxnRequest {
+        success: ops
+            .into_iter()
+            .map(|r| RequestOp { request: Some(r) })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 pub struct Put {
-    kv: Vec<KvClient>,
+    kv: Vec<KvConn>,
     keys: KeyGen,
-    value: Vec<u8>,
+    value: Bytes,
 }
 
 impl Put {
-    pub fn new(conns: &[Client], keys: KeyGen, val_size: usize) -> Self {
+    pub fn new(conns: &[KvConn], keys: KeyGen, val_size: usize) -> Self {
         Put {
-            kv: kv_clients(conns),
+            kv: conns.to_vec(),
             keys,
-            value: random_value(val_size),
+            value: random_value(val_size).into(),
         }
     }
 }
@@ -76,9 +102,9 @@ impl Workload for Put {
         "put"
     }
     async fn run(&self, client: usize, t: Ticket) -> Outcome {
-        let mut kv = self.kv[client % self.kv.len()].clone();
+        let kv = &self.kv[client % self.kv.len()];
         let key = self.keys.key(self.keys.number(t.seq));
-        outcome("put", kv.put(key, self.value.clone(), None).await)
+        kv_outcome("put", kv.put(&put_request(key, self.value.clone())).await)
     }
 }
 
@@ -94,34 +120,29 @@ pub struct RangeSpec {
 }
 
 impl RangeSpec {
-    fn options(&self) -> GetOptions {
-        let mut o = GetOptions::new().with_limit(self.limit);
-        if let Some(end) = &self.end {
-            o = o.with_range(end.clone());
+    fn request(&self) -> RangeRequest {
+        RangeRequest {
+            key: self.key.clone().into(),
+            range_end: self.end.clone().unwrap_or_default().into(),
+            limit: self.limit,
+            serializable: self.serializable,
+            count_only: self.count_only,
+            keys_only: self.keys_only,
+            ..Default::default()
         }
-        if self.serializable {
-            o = o.with_serializable();
-        }
-        if self.count_only {
-            o = o.with_count_only();
-        }
-        if self.keys_only {
-            o = o.with_keys_only();
-        }
-        o
     }
 }
 
 pub struct Range {
-    kv: Vec<KvClient>,
-    spec: RangeSpec,
+    kv: Vec<KvConn>,
+    request: RangeRequest,
 }
 
 impl Range {
-    pub fn new(conns: &[Client], spec: RangeSpec) -> Self {
+    pub fn new(conns: &[KvConn], spec: RangeSpec) -> Self {
         Range {
-            kv: kv_clients(conns),
-            spec,
+            kv: conns.to_vec(),
+            request: spec.request(),
         }
     }
 }
@@ -131,27 +152,24 @@ impl Workload for Range {
         "range"
     }
     async fn run(&self, client: usize, _t: Ticket) -> Outcome {
-        let mut kv = self.kv[client % self.kv.len()].clone();
-        let r = kv
-            .get(self.spec.key.clone(), Some(self.spec.options()))
-            .await;
-        outcome("range", r)
+        let kv = &self.kv[client % self.kv.len()];
+        kv_outcome("range", kv.range(&self.request).await)
     }
 }
 
 pub struct TxnPut {
-    kv: Vec<KvClient>,
+    kv: Vec<KvConn>,
     keys: KeyGen,
-    value: Vec<u8>,
+    value: Bytes,
     txn_ops: usize,
 }
 
 impl TxnPut {
-    pub fn new(conns: &[Client], keys: KeyGen, val_size: usize, txn_ops: usize) -> Self {
+    pub fn new(conns: &[KvConn], keys: KeyGen, val_size: usize, txn_ops: usize) -> Self {
         TxnPut {
-            kv: kv_clients(conns),
+            kv: conns.to_vec(),
             keys,
-            value: random_value(val_size),
+            value: random_value(val_size).into(),
             txn_ops,
         }
     }
@@ -162,23 +180,21 @@ impl Workload for TxnPut {
         "txn-put"
     }
     async fn run(&self, client: usize, t: Ticket) -> Outcome {
-        let mut kv = self.kv[client % self.kv.len()].clone();
+        let kv = &self.kv[client % self.kv.len()];
         // Distinct keys within one txn: etcd rejects a txn that puts the same key twice.
         let first = self.keys.number(t.seq);
-        let ops: Vec<TxnOp> = (0..self.txn_ops as u64)
-            .map(|i| {
-                let k = self.keys.key((first + i) % self.keys.key_space);
-                TxnOp::put(k, self.value.clone(), None)
-            })
-            .collect();
-        outcome("txn-put", kv.txn(Txn::new().and_then(ops)).await)
+        let ops = (0..self.txn_ops as u64).map(|i| {
+            let k = self.keys.key((first + i) % self.keys.key_space);
+            Request::RequestPut(put_request(k, self.value.clone()))
+        });
+        kv_outcome("txn-put", kv.txn(&txn_of(ops)).await)
     }
 }
 
 pub struct TxnMixed {
-    kv: Vec<KvClient>,
+    kv: Vec<KvConn>,
     keys: KeyGen,
-    value: Vec<u8>,
+    value: Bytes,
     /// Probability that a request is a read: rw_ratio / (rw_ratio + 1).
     read_share: f64,
     read: RangeSpec,
@@ -186,16 +202,16 @@ pub struct TxnMixed {
 
 impl TxnMixed {
     pub fn new(
-        conns: &[Client],
+        conns: &[KvConn],
         keys: KeyGen,
         val_size: usize,
         rw_ratio: f64,
         read: RangeSpec,
     ) -> Self {
         TxnMixed {
-            kv: kv_clients(conns),
+            kv: conns.to_vec(),
             keys,
-            value: random_value(val_size),
+            value: random_value(val_size).into(),
             read_share: rw_ratio / (rw_ratio + 1.0),
             read,
         }
@@ -207,14 +223,16 @@ impl Workload for TxnMixed {
         "txn-write"
     }
     async fn run(&self, client: usize, t: Ticket) -> Outcome {
-        let mut kv = self.kv[client % self.kv.len()].clone();
+        let kv = &self.kv[client % self.kv.len()];
         let key = self.keys.key(self.keys.number(t.seq));
         if rand::random_bool(self.read_share) {
-            let op = TxnOp::get(key, Some(self.read.options()));
-            outcome("txn-read", kv.txn(Txn::new().and_then([op])).await)
+            let mut read = self.read.request();
+            read.key = key.into();
+            let op = Request::RequestRange(read);
+            kv_outcome("txn-read", kv.txn(&txn_of([op])).await)
         } else {
-            let op = TxnOp::put(key, self.value.clone(), None);
-            outcome("txn-write", kv.txn(Txn::new().and_then([op])).await)
+            let op = Request::RequestPut(put_request(key, self.value.clone()));
+            kv_outcome("txn-write", kv.txn(&txn_of([op])).await)
         }
     }
 }
@@ -272,7 +290,7 @@ pub const STAMP_BYTES: usize = 8;
 /// watcher can compute put-to-event latency without shared state. In open loop the stamp is the
 /// intended send time.
 pub struct StampedPut {
-    kv: Vec<KvClient>,
+    kv: Vec<KvConn>,
     keys: KeyGen,
     val_size: usize,
     base: Instant,
@@ -283,14 +301,14 @@ pub struct StampedPut {
 
 impl StampedPut {
     pub fn new(
-        conns: &[Client],
+        conns: &[KvConn],
         keys: KeyGen,
         val_size: usize,
         base: Instant,
         watchers_per_key: Arc<Vec<u64>>,
     ) -> Self {
         StampedPut {
-            kv: kv_clients(conns),
+            kv: conns.to_vec(),
             keys,
             val_size: val_size.max(STAMP_BYTES),
             base,
@@ -311,17 +329,19 @@ impl Workload for StampedPut {
         "put"
     }
     async fn run(&self, client: usize, t: Ticket) -> Outcome {
-        let mut kv = self.kv[client % self.kv.len()].clone();
+        let kv = &self.kv[client % self.kv.len()];
         let number = self.keys.number(t.seq);
         let sent = t.intended.unwrap_or_else(Instant::now);
         let stamp = u64::try_from(sent.duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
         let mut value = vec![b'v'; self.val_size];
         value[..STAMP_BYTES].copy_from_slice(&stamp.to_le_bytes());
-        let r = kv.put(self.keys.key(number), value, None).await;
+        let r = kv
+            .put(&put_request(self.keys.key(number), value.into()))
+            .await;
         if r.is_ok() {
             let w = self.watchers_per_key[number as usize];
             self.expected_events.fetch_add(w, Ordering::Relaxed);
         }
-        outcome("put", r)
+        kv_outcome("put", r)
     }
 }

@@ -138,3 +138,34 @@ fn every_comparison_case_parses_as_a_loadgen_command() {
         assert_eq!(watchers, expected, "case {}", c.name);
     }
 }
+
+#[test]
+fn grpc_messages_are_percent_decoded_and_bad_frames_refused() {
+    use ketch_loadgen::grpc::{decode_frame, encode_frame, percent_decode};
+    use ketch_proto::etcdserverpb::RangeResponse;
+    assert_eq!(
+        percent_decode(b"etcdserver: request timed out"),
+        "etcdserver: request timed out"
+    );
+    assert_eq!(percent_decode(b"a%20b%25c%e2%9c%93"), "a b%c\u{2713}");
+    assert_eq!(percent_decode(b"100%"), "100%", "a lone % stays");
+    assert_eq!(percent_decode(b"%zz"), "%zz", "an invalid escape stays");
+
+    let msg = RangeResponse {
+        count: 7,
+        ..Default::default()
+    };
+    let frame = encode_frame(&msg);
+    assert_eq!(frame[0], 0, "uncompressed");
+    assert_eq!(
+        u32::from_be_bytes(frame[1..5].try_into().unwrap()) as usize,
+        frame.len() - 5
+    );
+    assert_eq!(decode_frame::<RangeResponse>(frame.clone()).unwrap(), msg);
+    let short = frame.slice(..frame.len() - 1);
+    assert!(decode_frame::<RangeResponse>(short).is_err(), "truncated");
+    let mut compressed = frame.to_vec();
+    compressed[0] = 1;
+    assert!(decode_frame::<RangeResponse>(compressed.into()).is_err());
+    assert!(decode_frame::<RangeResponse>(bytes::Bytes::from_static(b"\0\0")).is_err());
+}
