@@ -570,12 +570,22 @@ enum Leader {
     Unknown,
 }
 
-#[derive(Clone)]
 struct Route<S: StateStore, F: LeaderForward> {
     raft: KetchRaft<S>,
     status: Arc<StatusCell>,
     forward: F,
     retry_pause: Duration,
+}
+
+impl<S: StateStore, F: LeaderForward> Clone for Route<S, F> {
+    fn clone(&self) -> Self {
+        Route {
+            raft: self.raft.clone(),
+            status: self.status.clone(),
+            forward: self.forward.clone(),
+            retry_pause: self.retry_pause,
+        }
+    }
 }
 
 impl<S: StateStore, F: LeaderForward> Route<S, F> {
@@ -621,17 +631,17 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
         }
     }
 
-    /// Returns once this member has applied everything committed when `here` (this
-    /// member's own ReadIndex attempt) began, as the leader confirmed it with a quorum: the
-    /// leader's index is `here`; a follower asks the leader for one.
-    async fn read_barrier_from(
+    /// The read index for this member's own reads, confirmed by a quorum after `here` (this
+    /// member's own ReadIndex attempt) began: `here` itself on the leader; a follower asks
+    /// the leader for one.
+    async fn confirmed_read_index(
         &self,
         mut here: Result<u64, ProposeError>,
         deadline: Instant,
-    ) -> Result<(), ProposeError> {
+    ) -> Result<u64, ProposeError> {
         loop {
             let err = match here {
-                Ok(index) => return self.await_applied(index, deadline).await,
+                Ok(index) => return Ok(index),
                 Err(e) => e,
             };
             let err = match err {
@@ -641,7 +651,7 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
                 } => {
                     let ttl = deadline.saturating_duration_since(Instant::now());
                     match self.forward.read_index(leader_id, &node, ttl).await {
-                        Ok(index) => return self.await_applied(index, deadline).await,
+                        Ok(index) => return Ok(index),
                         Err(e) => e,
                     }
                 }
@@ -910,23 +920,40 @@ fn start_read_round<S: StateStore, F: LeaderForward>(
         let here = glommio::timer::timeout(timeout, async { Ok(route.read_index_here().await) })
             .await
             .unwrap_or(Err(ProposeError::Timeout));
-        // Followers wait for their own apply: answer them before this member's.
+        // Followers wait for their own apply: answer them before this member's reads.
         for reply in followers {
             let _ = reply.send(here.clone());
         }
-        if !local.is_empty() {
+        let index = if local.is_empty() {
+            None
+        } else {
             let left = deadline.saturating_duration_since(Instant::now());
-            let out = glommio::timer::timeout(left, async {
-                Ok(route.read_barrier_from(here, deadline).await)
+            let confirmed = glommio::timer::timeout(left, async {
+                Ok(route.confirmed_read_index(here, deadline).await)
             })
-            .await
-            .unwrap_or(Err(ProposeError::Timeout));
+            .await;
+            Some(confirmed.unwrap_or(Err(ProposeError::Timeout)))
+        };
+        // The index is confirmed: the next round may start while these reads wait for
+        // this member to apply up to it.
+        reads.running.set(false);
+        start_read_round(route.clone(), reads, timeout, status);
+        if let Some(index) = index {
+            let out = match index {
+                Ok(index) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    glommio::timer::timeout(left, async {
+                        Ok(route.await_applied(index, deadline).await)
+                    })
+                    .await
+                    .unwrap_or(Err(ProposeError::Timeout))
+                }
+                Err(e) => Err(e),
+            };
             for reply in local {
                 let _ = reply.send(out.clone());
             }
         }
-        reads.running.set(false);
-        start_read_round(route, reads, timeout, status);
     })
     .detach();
 }
