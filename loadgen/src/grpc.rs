@@ -6,6 +6,8 @@
 //! read benchmark. Watch and lease streams, status and compaction stay on etcd-client.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -63,13 +65,27 @@ fn transport(e: h2::Error) -> CallError {
     CallError::new(code, e.to_string())
 }
 
-/// One HTTP/2 connection to an endpoint; cheap to clone (calls share the connection).
+/// One HTTP/2 connection to an endpoint; cheap to clone (calls share the connection). A
+/// call that finds the connection broken (the server went away) fails, and the next call
+/// dials again, as gRPC clients reconnect: a run goes on through a member's restart.
 #[derive(Clone)]
 pub struct KvConn {
-    send: h2::client::SendRequest<Bytes>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoint: String,
+    dial: Dial,
     scheme: Scheme,
     authority: Authority,
+    /// The live connection and its number; `None` once a call found it broken.
+    live: std::sync::Mutex<Option<(u64, h2::client::SendRequest<Bytes>)>>,
+    /// Serialises re-dials; holds when the last failed dial allows the next.
+    redial: tokio::sync::Mutex<Instant>,
 }
+
+/// Wait between failed re-dials, so that clients of a dead endpoint do not spin.
+const REDIAL_PAUSE: Duration = Duration::from_millis(100);
 
 impl KvConn {
     /// Connects to `endpoint` (`host:port` or a URL), over TLS when `dial` has it.
@@ -82,35 +98,21 @@ impl KvConn {
             .cloned()
             .with_context(|| format!("endpoint {endpoint}: no host:port"))?;
         let scheme = url.scheme().cloned().unwrap_or(Scheme::HTTP);
-        let fut = async {
-            let tcp = TcpStream::connect(authority.as_str()).await?;
-            tcp.set_nodelay(true)?;
-            let send = match dial.rustls_config()? {
-                Some(config) => {
-                    let name = rustls_pki_types::ServerName::try_from(authority.host())
-                        .context("TLS server name")?
-                        .to_owned();
-                    let tls = tokio_rustls::TlsConnector::from(config)
-                        .connect(name, tcp)
-                        .await?;
-                    handshake(tls).await?
-                }
-                None if scheme == Scheme::HTTPS => bail!("https endpoint without TLS files"),
-                None => handshake(tcp).await?,
-            };
-            Ok::<_, anyhow::Error>(send)
-        };
-        let send = match tokio::time::timeout(dial.timeout, fut).await {
-            Ok(r) => r.with_context(|| format!("connecting to {endpoint}"))?,
-            Err(_) => bail!(
-                "connecting to {endpoint}: no answer within {:?}",
-                dial.timeout
-            ),
-        };
-        Ok(KvConn {
-            send,
+        if dial.rustls_config()?.is_none() && scheme == Scheme::HTTPS {
+            bail!("connecting to {endpoint}: https endpoint without TLS files");
+        }
+        let inner = Inner {
+            endpoint: endpoint.to_string(),
+            dial: dial.clone(),
             scheme,
             authority,
+            live: std::sync::Mutex::new(None),
+            redial: tokio::sync::Mutex::new(Instant::now()),
+        };
+        let send = inner.open().await?;
+        *inner.live.lock().expect("live lock") = Some((0, send));
+        Ok(KvConn {
+            inner: Arc::new(inner),
         })
     }
 
@@ -134,8 +136,8 @@ impl KvConn {
         req: &Q,
     ) -> Result<R, CallError> {
         let uri = http::Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
+            .scheme(self.inner.scheme.clone())
+            .authority(self.inner.authority.clone())
             .path_and_query(PathAndQuery::from_static(path))
             .build()
             .map_err(|e| CallError::new(Code::Internal, e.to_string()))?;
@@ -144,12 +146,16 @@ impl KvConn {
             .header(http::header::TE, "trailers")
             .body(())
             .map_err(|e| CallError::new(Code::Internal, e.to_string()))?;
-        let mut send = self.send.clone().ready().await.map_err(transport)?;
-        let (answer, mut body_out) = send.send_request(request, false).map_err(transport)?;
+        let (number, send) = self.inner.connection().await?;
+        // Before the request is out, any error is the connection's; after, a stream's reset
+        // leaves the connection in service.
+        let broken = |e: h2::Error| self.inner.broken(number, e);
+        let mut send = send.ready().await.map_err(broken)?;
+        let (answer, mut body_out) = send.send_request(request, false).map_err(broken)?;
         body_out
             .send_data(encode_frame(req), true)
-            .map_err(transport)?;
-        let answer = answer.await.map_err(transport)?;
+            .map_err(broken)?;
+        let answer = answer.await.map_err(|e| self.inner.failed(number, e))?;
         let (head, mut body) = answer.into_parts();
         if head.status != http::StatusCode::OK {
             return Err(CallError::new(
@@ -165,17 +171,100 @@ impl KvConn {
         }
         let mut message = BytesMut::new();
         while let Some(chunk) = body.data().await {
-            let chunk = chunk.map_err(transport)?;
+            let chunk = chunk.map_err(|e| self.inner.failed(number, e))?;
             let _ = body.flow_control().release_capacity(chunk.len());
             message.extend_from_slice(&chunk);
         }
-        let trailers = body.trailers().await.map_err(transport)?;
+        let trailers = body
+            .trailers()
+            .await
+            .map_err(|e| self.inner.failed(number, e))?;
         match trailers.as_ref().and_then(grpc_status) {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(e),
             None => return Err(CallError::new(Code::Internal, "no grpc-status in trailers")),
         }
         decode_frame(message.freeze())
+    }
+}
+
+impl Inner {
+    /// Dials the endpoint: TCP (no Nagle), TLS when configured, the HTTP/2 handshake.
+    async fn open(&self) -> Result<h2::client::SendRequest<Bytes>> {
+        let fut = async {
+            let tcp = TcpStream::connect(self.authority.as_str()).await?;
+            tcp.set_nodelay(true)?;
+            let send = match self.dial.rustls_config()? {
+                Some(config) => {
+                    let name = rustls_pki_types::ServerName::try_from(self.authority.host())
+                        .context("TLS server name")?
+                        .to_owned();
+                    let tls = tokio_rustls::TlsConnector::from(config)
+                        .connect(name, tcp)
+                        .await?;
+                    handshake(tls).await?
+                }
+                None => handshake(tcp).await?,
+            };
+            Ok::<_, anyhow::Error>(send)
+        };
+        match tokio::time::timeout(self.dial.timeout, fut).await {
+            Ok(r) => r.with_context(|| format!("connecting to {}", self.endpoint)),
+            Err(_) => bail!(
+                "connecting to {}: no answer within {:?}",
+                self.endpoint,
+                self.dial.timeout
+            ),
+        }
+    }
+
+    /// The live connection, dialling a new one if the last was found broken (one dial at a
+    /// time; after a failed dial, the next waits `REDIAL_PAUSE`).
+    async fn connection(&self) -> Result<(u64, h2::client::SendRequest<Bytes>), CallError> {
+        if let Some(live) = self.live.lock().expect("live lock").clone() {
+            return Ok(live);
+        }
+        // Boxed: the dial's future (TLS included) is large, and every call's future would
+        // carry it inline.
+        Box::pin(self.dial_again()).await
+    }
+
+    async fn dial_again(&self) -> Result<(u64, h2::client::SendRequest<Bytes>), CallError> {
+        let mut next_dial = self.redial.lock().await;
+        if let Some(live) = self.live.lock().expect("live lock").clone() {
+            return Ok(live);
+        }
+        tokio::time::sleep_until((*next_dial).into()).await;
+        match self.open().await {
+            Ok(send) => {
+                static DIALS: AtomicU64 = AtomicU64::new(1);
+                let live = (DIALS.fetch_add(1, Ordering::Relaxed), send);
+                *self.live.lock().expect("live lock") = Some(live.clone());
+                Ok(live)
+            }
+            Err(e) => {
+                *next_dial = Instant::now() + REDIAL_PAUSE;
+                Err(CallError::new(Code::Unavailable, format!("{e:#}")))
+            }
+        }
+    }
+
+    /// Connection `number` failed with `e`: the next call dials again.
+    fn broken(&self, number: u64, e: h2::Error) -> CallError {
+        let mut live = self.live.lock().expect("live lock");
+        if live.as_ref().is_some_and(|(n, _)| *n == number) {
+            *live = None;
+        }
+        transport(e)
+    }
+
+    /// A call on connection `number` failed with `e` once sent: the connection is dropped
+    /// when the error is the connection's (I/O, GOAWAY), not a reset of this call's stream.
+    fn failed(&self, number: u64, e: h2::Error) -> CallError {
+        if e.is_io() || e.is_go_away() || !e.is_reset() {
+            return self.broken(number, e);
+        }
+        transport(e)
     }
 }
 

@@ -87,3 +87,64 @@ async fn lean_kv_calls_round_trip_and_report_etcds_errors() {
         .expect("a call on a dead connection returns");
     assert!(dead.is_err(), "a call answered after etcd stopped");
 }
+
+/// etcd on fixed ports and data dir, killed and started again: the same `KvConn` serves
+/// again after the restart (a call in between fails), as a gRPC client reconnects.
+#[tokio::test]
+async fn a_connection_dials_again_after_the_server_restarts() {
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let port = |l: std::net::TcpListener| l.local_addr().unwrap().port();
+    let client = port(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let peer = port(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let (cu, pu) = (
+        format!("http://127.0.0.1:{client}"),
+        format!("http://127.0.0.1:{peer}"),
+    );
+    let flags = ketch_loadgen::compare::member_flags("restart", &tmp.path().join("data"), &cu, &pu);
+    let start = || {
+        Command::new(common::etcd_bin())
+            .args(&flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting etcd")
+    };
+    /// Retries `put` until it succeeds (the server is starting) or 20 s pass.
+    async fn put_until_ok(kv: &KvConn, key: &str) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match kv.put(&put(key, "v")).await {
+                Ok(_) => return Ok(()),
+                Err(e) if std::time::Instant::now() > deadline => return Err(e.to_string()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+    let mut etcd = start();
+    let dial = Dial::plain(Duration::from_secs(5));
+    let kv = loop {
+        match KvConn::connect(&cu, &dial).await {
+            Ok(kv) => break kv,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    put_until_ok(&kv, "before").await.unwrap();
+
+    etcd.kill().unwrap();
+    etcd.wait().unwrap();
+    assert!(
+        kv.put(&put("down", "v")).await.is_err(),
+        "a put with etcd down"
+    );
+    let mut etcd = start();
+    put_until_ok(&kv, "after")
+        .await
+        .expect("the connection serves again after the restart");
+    let got = kv.range(&range("after", "")).await.unwrap();
+    assert_eq!(got.count, 1);
+    assert_eq!(kv.range(&range("before", "")).await.unwrap().count, 1);
+    etcd.kill().unwrap();
+    etcd.wait().unwrap();
+}
