@@ -75,7 +75,9 @@ pub struct KvConn {
 
 struct Inner {
     endpoint: String,
-    dial: Dial,
+    timeout: Duration,
+    /// TLS with ALPN h2, built once from the dial's PEM files; `None` for plain HTTP/2.
+    tls: Option<Arc<rustls::ClientConfig>>,
     scheme: Scheme,
     authority: Authority,
     /// The live connection and its number; `None` once a call found it broken.
@@ -98,12 +100,14 @@ impl KvConn {
             .cloned()
             .with_context(|| format!("endpoint {endpoint}: no host:port"))?;
         let scheme = url.scheme().cloned().unwrap_or(Scheme::HTTP);
-        if dial.rustls_config()?.is_none() && scheme == Scheme::HTTPS {
+        let tls = dial.rustls_config()?;
+        if tls.is_none() && scheme == Scheme::HTTPS {
             bail!("connecting to {endpoint}: https endpoint without TLS files");
         }
         let inner = Inner {
             endpoint: endpoint.to_string(),
-            dial: dial.clone(),
+            timeout: dial.timeout,
+            tls,
             scheme,
             authority,
             live: std::sync::Mutex::new(None),
@@ -194,12 +198,12 @@ impl Inner {
         let fut = async {
             let tcp = TcpStream::connect(self.authority.as_str()).await?;
             tcp.set_nodelay(true)?;
-            let send = match self.dial.rustls_config()? {
+            let send = match &self.tls {
                 Some(config) => {
                     let name = rustls_pki_types::ServerName::try_from(self.authority.host())
                         .context("TLS server name")?
                         .to_owned();
-                    let tls = tokio_rustls::TlsConnector::from(config)
+                    let tls = tokio_rustls::TlsConnector::from(config.clone())
                         .connect(name, tcp)
                         .await?;
                     handshake(tls).await?
@@ -208,12 +212,12 @@ impl Inner {
             };
             Ok::<_, anyhow::Error>(send)
         };
-        match tokio::time::timeout(self.dial.timeout, fut).await {
+        match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r.with_context(|| format!("connecting to {}", self.endpoint)),
             Err(_) => bail!(
                 "connecting to {}: no answer within {:?}",
                 self.endpoint,
-                self.dial.timeout
+                self.timeout
             ),
         }
     }

@@ -79,9 +79,24 @@ pub async fn run(common: &Common, cmd: &Cmd) -> Result<RunOutput> {
     )?;
     let statuses = connect::statuses(&common.endpoints, &dial).await?;
     let targets = connect::dial_targets(&statuses, common.target_leader)?;
-    // etcd-client connections for streams, status and compaction; lean ones for KV calls.
-    let conns = connect::connect_all(&targets, common.conns, &dial).await?;
-    let kv = grpc::connect_all(&targets, common.conns, &dial).await?;
+    // etcd-client connections for watch and lease streams and compaction, lean ones for KV
+    // calls; each set is opened only when the workload uses it.
+    let streams = match cmd {
+        Cmd::LeaseKeepalive | Cmd::Watch { .. } | Cmd::WatchLatency { .. } => common.conns,
+        Cmd::Put { watch, .. } if watch.watchers > 0 => common.conns,
+        Cmd::Put {
+            compact_interval, ..
+        } if !compact_interval.is_zero() => 1,
+        _ => 0,
+    };
+    let conns = match streams {
+        0 => Vec::new(),
+        n => connect::connect_all(&targets, n, &dial).await?,
+    };
+    let kv = match cmd {
+        Cmd::LeaseKeepalive | Cmd::Compare(_) => Vec::new(),
+        _ => grpc::connect_all(&targets, common.conns, &dial).await?,
+    };
     let m = Measure::new(common);
     let phase = match cmd {
         Cmd::Put {

@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use super::io::{HyperIo, LocalExec};
 use super::wire::{self, ForwardRefusal, SnapshotHeader};
 use crate::membership::MemberChangeError;
-use crate::node::{KetchRaft, PeerSide};
+use crate::node::PeerSide;
 use crate::snapshot_file::SnapshotFile;
 use crate::state_store::StateStore;
 use crate::types::{ApplyOutcome, KetchRaftTypes, RequestBytes};
@@ -54,7 +54,7 @@ pub trait PeerApp {
 }
 
 struct Ctx<S: StateStore> {
-    raft: KetchRaft<S>,
+    /// openraft (`member.raft`) for the raft RPCs, the driver for ReadIndex requests.
     member: PeerSide<S>,
     me: crate::types::MemberId,
     app: Option<Rc<dyn PeerApp>>,
@@ -89,12 +89,10 @@ pub async fn serve_peers_with_app<S: StateStore>(
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(&recv_dir)?;
-    let raft = member.raft.clone();
-    let me = raft.metrics().borrow_watched().id;
+    let me = member.raft.metrics().borrow_watched().id;
     crate::membership::touch_leader_contact(me);
     let ctx = Rc::new(Ctx {
         me,
-        raft,
         member,
         app,
         cluster_id: format!("{cluster_id:x}"),
@@ -194,7 +192,7 @@ async fn handle<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response
         return reply(StatusCode::PRECONDITION_FAILED, "cluster ID mismatch");
     }
     let path = req.uri().path().to_string();
-    let raft = &ctx.raft;
+    let raft = &ctx.member.raft;
     match path.as_str() {
         wire::PATH_APPEND => append(ctx, req).await,
         wire::PATH_VOTE => vote(req, |r| raft.vote(r)).await,
@@ -237,6 +235,7 @@ async fn append<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response
         );
     }
     let answer = ctx
+        .member
         .raft
         .append_entries(decoded)
         .await
@@ -314,7 +313,7 @@ async fn app_call<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Respon
 
 /// etcd's peer `/members`: every member with its ID, name, URLs and learner flag.
 fn members_list<S: StateStore>(ctx: &Ctx<S>) -> Response<Full<Bytes>> {
-    let metrics = ctx.raft.metrics().borrow_watched().clone();
+    let metrics = ctx.member.raft.metrics().borrow_watched().clone();
     let view = crate::node::membership_view(metrics.membership_config.membership());
     let members: Vec<wire::PeerMember> = view
         .members
@@ -356,7 +355,7 @@ async fn propose<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Respons
         Ok(b) => b.to_bytes(),
         Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let raft = &ctx.raft;
+    let raft = &ctx.member.raft;
     let written = glommio::timer::timeout(ttl, async {
         Ok(raft.client_write(RequestBytes(body)).await)
     })
@@ -412,6 +411,7 @@ async fn install_snapshot<S: StateStore>(
         snapshot: SnapshotFile { path: path.clone() },
     };
     let answer = ctx
+        .member
         .raft
         .install_full_snapshot(header.vote, snapshot)
         .await
