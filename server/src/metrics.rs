@@ -122,6 +122,21 @@ pub async fn render(node: &Node) -> String {
         "ReadIndex rounds this member started: each confirms the read index once for every linearizable read queued before it (on the leader, followers' ReadIndex requests too).",
         node.raft.read_rounds(),
     );
+    let (forwarded_batches, forwarded_writes) = node.raft.forwarded_writes();
+    metric(
+        &mut out,
+        "ketch_server_forwarded_writes_total",
+        "counter",
+        "Client writes this member forwarded to the leader while following.",
+        forwarded_writes,
+    );
+    metric(
+        &mut out,
+        "ketch_server_forwarded_write_batches_total",
+        "counter",
+        "Peer requests that carried this member's forwarded writes (writes that wait while earlier batches are in flight go together).",
+        forwarded_batches,
+    );
     // The WAL lives on the raft core; a stopped member has no WAL figures to show.
     if let Ok(wal) = node.raft.wal_metrics().await {
         out.push_str(&wal.fsync_seconds.render_prometheus(

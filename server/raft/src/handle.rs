@@ -116,6 +116,9 @@ pub(crate) struct StatusCell {
     pub is_leader: AtomicBool,
     /// ReadIndex rounds started (each serves every read that queued before it).
     pub read_rounds: AtomicU64,
+    /// Batches of client writes this member forwarded to a leader, and the writes in them.
+    pub forwarded_batches: AtomicU64,
+    pub forwarded_writes: AtomicU64,
     /// The membership as last committed or proposed (openraft's effective membership).
     pub membership: RwLock<Arc<MembershipView>>,
     /// The log entry `membership` was built from: the view is rebuilt only when it changes.
@@ -246,6 +249,15 @@ impl<S: StateStore> RaftHandle<S> {
     /// Number of ReadIndex rounds run so far.
     pub fn read_rounds(&self) -> u64 {
         self.status.read_rounds.load(Ordering::Relaxed)
+    }
+
+    /// `(batches, writes)`: client writes this member forwarded to a leader so far, and in
+    /// how many batches.
+    pub fn forwarded_writes(&self) -> (u64, u64) {
+        (
+            self.status.forwarded_batches.load(Ordering::Relaxed),
+            self.status.forwarded_writes.load(Ordering::Relaxed),
+        )
     }
 
     /// The store, for serializable reads (take the read lock briefly).

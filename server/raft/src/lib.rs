@@ -4,6 +4,7 @@
 //! returned [`RaftHandle`] (`Send + Sync + Clone`) from any thread. docs/raft.md describes
 //! how openraft maps onto the WAL and the store.
 
+pub mod forward_queue;
 pub mod handle;
 pub mod log_record;
 pub mod log_store;

@@ -25,17 +25,22 @@ use crate::snapshot_file::SnapshotFile;
 use crate::transport::wire::ForwardRefusal;
 use crate::types::{ApplyError, KetchRaftTypes, Member, MemberId, RequestBytes, Vote};
 
+/// What became of one forwarded write: the leader applied it (the store's answer or its
+/// refusal), or it was not proposed or not answered.
+pub type ForwardedWrite = Result<Result<RaftResponse, ApplyError>, ProposeError>;
+
 /// How a follower reaches the leader for client requests. Implemented by every network
 /// `start` accepts; `ttl` bounds the whole exchange.
 pub trait LeaderForward: Clone + 'static {
-    /// Has the leader propose `data` and answers what applying it produced.
-    fn forward_write(
+    /// Has the leader propose every request of `batch` (in one exchange) and answers, for
+    /// each, in order, what applying it produced.
+    fn forward_writes(
         &self,
         leader: MemberId,
         node: &Member,
-        data: RequestBytes,
+        batch: Vec<RequestBytes>,
         ttl: Duration,
-    ) -> impl Future<Output = Result<Result<RaftResponse, ApplyError>, ProposeError>>;
+    ) -> impl Future<Output = Vec<ForwardedWrite>>;
 
     /// Has the leader confirm its leadership (ReadIndex) and answers the log index a read
     /// must see applied.
@@ -67,17 +72,18 @@ pub trait LeaderForward: Clone + 'static {
 }
 
 impl LeaderForward for UnreachableNetwork {
-    async fn forward_write(
+    async fn forward_writes(
         &self,
         leader: MemberId,
         node: &Member,
-        _data: RequestBytes,
+        batch: Vec<RequestBytes>,
         _ttl: Duration,
-    ) -> Result<Result<RaftResponse, ApplyError>, ProposeError> {
-        Err(ProposeError::ForwardToLeader {
+    ) -> Vec<ForwardedWrite> {
+        let refusal = ProposeError::ForwardToLeader {
             leader_id: leader,
             leader: Some(node.clone()),
-        })
+        };
+        batch.iter().map(|_| Err(refusal.clone())).collect()
     }
 
     async fn read_index(

@@ -18,6 +18,7 @@ use openraft::{ChangeMembers, Config, RaftNetworkFactory, ReadPolicy, SnapshotPo
 use openraft_rt::WatchReceiver;
 use parking_lot::RwLock;
 
+use crate::forward_queue::ForwardQueue;
 use crate::handle::{COMMAND_QUEUE_CAPACITY, Command, ProposeError, RaftHandle, Reply, StatusCell};
 use crate::log_store::LogStore;
 use crate::membership::{
@@ -304,6 +305,7 @@ where
         request_timeout: opts.request_timeout,
         reads: Rc::default(),
         status: status.clone(),
+        forwards: ForwardQueue::new(forward.clone(), status.clone()),
         forward,
         retry_pause: Duration::from_millis(opts.heartbeat_ms.clamp(1, RETRY_PAUSE_MAX_MS)),
     };
@@ -559,6 +561,8 @@ struct Driver<S: StateStore, F: LeaderForward> {
     reads: Rc<ReadRounds>,
     status: Arc<StatusCell>,
     forward: F,
+    /// This member's writes on their way to the leader while it follows.
+    forwards: Rc<ForwardQueue<F>>,
     /// Wait between attempts while no leader is known.
     retry_pause: Duration,
 }
@@ -574,6 +578,7 @@ struct Route<S: StateStore, F: LeaderForward> {
     raft: KetchRaft<S>,
     status: Arc<StatusCell>,
     forward: F,
+    forwards: Rc<ForwardQueue<F>>,
     retry_pause: Duration,
 }
 
@@ -583,6 +588,7 @@ impl<S: StateStore, F: LeaderForward> Clone for Route<S, F> {
             raft: self.raft.clone(),
             status: self.status.clone(),
             forward: self.forward.clone(),
+            forwards: self.forwards.clone(),
             retry_pause: self.retry_pause,
         }
     }
@@ -597,28 +603,34 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
         deadline: Instant,
     ) -> Result<RaftResponse, ProposeError> {
         loop {
-            let err = match self.raft.client_write(data.clone()).await {
-                Ok(resp) => return resp.data.0.map_err(ProposeError::Rejected),
-                Err(e) => write_error(e),
+            // A follower that knows its leader forwards at once (raft would only answer
+            // "forward to the leader"); a stale view costs one refusal and another try.
+            let forward_to = match self.leader() {
+                Leader::Other(leader_id, node) => Some((leader_id, node)),
+                Leader::Me | Leader::Unknown => match self.raft.client_write(data.clone()).await {
+                    Ok(resp) => return resp.data.0.map_err(ProposeError::Rejected),
+                    Err(e) => match write_error(e) {
+                        ProposeError::ForwardToLeader {
+                            leader_id,
+                            leader: Some(node),
+                        } => Some((leader_id, node)),
+                        e => {
+                            self.pause_or_fail(e, deadline).await?;
+                            None
+                        }
+                    },
+                },
             };
-            let err = match err {
-                ProposeError::ForwardToLeader {
-                    leader_id,
-                    leader: Some(node),
-                } => {
-                    let ttl = deadline.saturating_duration_since(Instant::now());
-                    match self
-                        .forward
-                        .forward_write(leader_id, &node, data.clone(), ttl)
-                        .await
-                    {
-                        Ok(outcome) => return outcome.map_err(ProposeError::Rejected),
-                        Err(e) => e,
-                    }
+            if let Some((leader_id, node)) = forward_to {
+                let written = self
+                    .forwards
+                    .write(leader_id, &node, data.clone(), deadline)
+                    .await;
+                match written {
+                    Ok(outcome) => return outcome.map_err(ProposeError::Rejected),
+                    Err(e) => self.pause_or_fail(e, deadline).await?,
                 }
-                e => e,
-            };
-            self.pause_or_fail(err, deadline).await?;
+            }
         }
     }
 
@@ -784,6 +796,7 @@ impl<S: StateStore, F: LeaderForward> Driver<S, F> {
             raft: self.raft.clone(),
             status: self.status.clone(),
             forward: self.forward.clone(),
+            forwards: self.forwards.clone(),
             retry_pause: self.retry_pause,
         }
     }
@@ -979,10 +992,16 @@ pub(crate) fn write_error(
     e: RaftError<KetchRaftTypes, ClientWriteError<KetchRaftTypes>>,
 ) -> ProposeError {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => forward(f),
-        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => ProposeError::LeaderChanged,
-        RaftError::APIError(other) => ProposeError::Internal(other.to_string()),
+        RaftError::APIError(e) => client_write_error(e),
         RaftError::Fatal(f) => fatal(f),
+    }
+}
+
+pub(crate) fn client_write_error(e: ClientWriteError<KetchRaftTypes>) -> ProposeError {
+    match e {
+        ClientWriteError::ForwardToLeader(f) => forward(f),
+        ClientWriteError::LogEntryDiscarded(_) => ProposeError::LeaderChanged,
+        other => ProposeError::Internal(other.to_string()),
     }
 }
 

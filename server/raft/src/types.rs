@@ -58,7 +58,38 @@ impl Serialize for RequestBytes {
 
 impl<'de> Deserialize<'de> for RequestBytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v: Vec<u8> = serde::de::Deserialize::deserialize(d)?;
+        // As bytes, not as a sequence: `Vec<u8>`'s own impl takes a sequence, which a
+        // binary format decodes one element (one byte) at a time.
+        d.deserialize_byte_buf(RequestBytesVisitor)
+    }
+}
+
+struct RequestBytesVisitor;
+
+/// Most bytes reserved up front from a sequence's own length hint (it is the peer's word).
+const SEQ_PREALLOC_MAX: usize = 64 * 1024;
+
+impl<'de> serde::de::Visitor<'de> for RequestBytesVisitor {
+    type Value = RequestBytes;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the bytes of a RaftRequest")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<RequestBytes, E> {
+        Ok(RequestBytes(Bytes::copy_from_slice(v)))
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<RequestBytes, E> {
+        Ok(RequestBytes(Bytes::from(v)))
+    }
+
+    /// Self-describing formats (JSON) write bytes as a sequence of numbers.
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RequestBytes, A::Error> {
+        let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(SEQ_PREALLOC_MAX));
+        while let Some(b) = seq.next_element::<u8>()? {
+            v.push(b);
+        }
         Ok(RequestBytes(Bytes::from(v)))
     }
 }

@@ -8,6 +8,8 @@ mod cluster_common;
 use std::time::{Duration, Instant};
 
 use cluster_common::*;
+use ketch_proto::ketchpb::raft_response;
+use ketch_raft::ProposeError;
 
 const ELECTION_WAIT: Duration = Duration::from_secs(10);
 const CONVERGE_WAIT: Duration = Duration::from_secs(10);
@@ -70,6 +72,19 @@ fn three_members_replicate_fail_over_and_catch_up() {
     assert_eq!(rev4, 212);
 }
 
+/// Three fresh members (temporary data dirs, kept while the returned dirs live) and the
+/// index of the leader they agreed on.
+fn start_three_fresh() -> (Vec<tempfile::TempDir>, Vec<ClusterMember>, usize) {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let group = members(&ports);
+    let ms: Vec<ClusterMember> = (0..3)
+        .map(|i| ClusterMember::start(options(dirs[i].path(), i as u64 + 1, &group), ports[i]))
+        .collect();
+    let leader = wait_leader(&ms.iter().collect::<Vec<_>>(), ELECTION_WAIT);
+    (dirs, ms, leader)
+}
+
 fn refs(ms: &[Option<ClusterMember>]) -> Vec<&ClusterMember> {
     ms.iter().flatten().collect()
 }
@@ -80,14 +95,7 @@ fn refs(ms: &[Option<ClusterMember>]) -> Vec<&ClusterMember> {
 #[test]
 fn followers_read_index_requests_join_the_leaders_read_rounds() {
     const READS_PER_FOLLOWER: usize = 100;
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let group = members(&ports);
-    let ms: Vec<ClusterMember> = (0..3)
-        .map(|i| ClusterMember::start(options(dirs[i].path(), i as u64 + 1, &group), ports[i]))
-        .collect();
-    let all: Vec<&ClusterMember> = ms.iter().collect();
-    let leader = wait_leader(&all, ELECTION_WAIT);
+    let (_dirs, ms, leader) = start_three_fresh();
     let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     let rounds = |i: usize| ms[i].handle.read_rounds();
 
@@ -126,6 +134,76 @@ fn followers_read_index_requests_join_the_leaders_read_rounds() {
             "leader {leader_rounds} rounds for {follower_rounds} follower rounds"
         );
     }
+    for m in ms {
+        m.stop();
+    }
+}
+
+/// A follower's concurrent writes travel to the leader in batches (fewer peer requests than
+/// writes), and each write is answered with its own outcome: a put with the revision it
+/// made (every revision distinct, the key holding that put's value at that revision), a
+/// compaction of a future revision with the store's refusal.
+#[test]
+fn followers_forward_concurrent_writes_in_batches_each_answered_its_own_outcome() {
+    const WRITES_PER_FOLLOWER: usize = 300;
+    const REFUSED_EVERY: usize = 25;
+    let (_dirs, ms, leader) = start_three_fresh();
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+
+    let writes = followers.iter().flat_map(|&f| {
+        let h = ms[f].handle.clone();
+        (0..WRITES_PER_FOLLOWER).map(move |i| {
+            let h = h.clone();
+            let (key, value) = (format!("f{f}/{i:03}"), format!("v{f}-{i}"));
+            let req = if i % REFUSED_EVERY == 0 {
+                compact(1_000_000)
+            } else {
+                put(&key, &value)
+            };
+            async move { (i, key, value, h.write(req).await) }
+        })
+    });
+    let answers = block_on(futures::future::join_all(writes));
+
+    let mut revisions = std::collections::BTreeSet::new();
+    let store = ms[leader].handle.store();
+    for (i, key, value, answer) in answers {
+        if i % REFUSED_EVERY == 0 {
+            assert!(
+                matches!(answer, Err(ProposeError::Rejected(_))),
+                "a compaction of a future revision answered {answer:?}"
+            );
+            continue;
+        }
+        let resp = answer.unwrap_or_else(|e| panic!("put {key} answered {e}"));
+        let Some(raft_response::Response::Put(put)) = resp.response else {
+            panic!("put {key} answered {resp:?}");
+        };
+        let rev = put.header.expect("header").revision;
+        assert!(revisions.insert(rev), "revision {rev} answered twice");
+        let kv = store.read().get(key.as_bytes(), rev).expect("readable");
+        let kv = kv.unwrap_or_else(|| panic!("{key} missing at revision {rev}"));
+        assert_eq!(
+            (kv.value.as_ref(), kv.mod_revision),
+            (value.as_bytes(), rev)
+        );
+    }
+    let puts = 2 * (WRITES_PER_FOLLOWER - WRITES_PER_FOLLOWER.div_ceil(REFUSED_EVERY));
+    assert_eq!(revisions.len(), puts);
+
+    let (batches, forwarded) = followers
+        .iter()
+        .map(|&f| ms[f].handle.forwarded_writes())
+        .fold((0, 0), |(b, w), (fb, fw)| (b + fb, w + fw));
+    assert_eq!(
+        forwarded,
+        2 * WRITES_PER_FOLLOWER as u64,
+        "every write was forwarded once"
+    );
+    assert!(
+        batches >= 2 && batches < forwarded,
+        "{forwarded} writes forwarded in {batches} batches"
+    );
     for m in ms {
         m.stop();
     }

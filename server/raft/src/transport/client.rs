@@ -17,7 +17,6 @@ use bytes::Bytes;
 use futures::FutureExt;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
-use ketch_proto::ketchpb::RaftResponse;
 use openraft::errors::{
     NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
@@ -35,11 +34,9 @@ use super::io::{HyperIo, LocalExec};
 use super::wire::{self, ForwardRefusal, SnapshotHeader};
 use crate::handle::ProposeError;
 use crate::membership::{MemberChange, MemberChangeError, MembershipView};
-use crate::network::LeaderForward;
+use crate::network::{ForwardedWrite, LeaderForward};
 use crate::snapshot_file::SnapshotFile;
-use crate::types::{
-    ApplyError, ApplyOutcome, KetchRaftTypes, Member, MemberId, RequestBytes, Vote,
-};
+use crate::types::{ApplyOutcome, KetchRaftTypes, Member, MemberId, RequestBytes, Vote};
 
 /// Requests in flight to one peer at once; more wait for a slot (backpressure on openraft).
 pub const MAX_IN_FLIGHT_PER_PEER: u64 = 64;
@@ -177,29 +174,47 @@ impl RaftNetworkFactory<KetchRaftTypes> for PeerNetwork {
 }
 
 impl LeaderForward for PeerNetwork {
-    async fn forward_write(
+    async fn forward_writes(
         &self,
         leader: MemberId,
         node: &Member,
-        data: RequestBytes,
+        batch: Vec<RequestBytes>,
         ttl: Duration,
-    ) -> Result<Result<RaftResponse, ApplyError>, ProposeError> {
-        let answer: Result<Result<ApplyOutcome, ForwardRefusal>, _> = self
-            .forward_rpc(leader, node, wire::PATH_PROPOSE, data.0, ttl)
+    ) -> Vec<ForwardedWrite> {
+        let n = batch.len();
+        let body = Bytes::from(wire::encode(&batch));
+        let answer: Result<Vec<Result<ApplyOutcome, ForwardRefusal>>, _> = self
+            .forward_rpc(leader, node, wire::PATH_PROPOSE_BATCH, body, ttl)
             .await;
-        match answer {
-            Ok(Ok(outcome)) => Ok(outcome.0),
-            Ok(Err(refusal)) => Err(refusal.into_error()),
-            // Not sent: look for the leader again.
-            Err(PeerError::Unreachable { .. }) => Err(ProposeError::NoLeader),
-            Err(PeerError::Timeout { .. }) => Err(ProposeError::Timeout),
-            // Sent, and the connection broke or the leader answered garbage: whether the
-            // write happened is unknown, as when a leader changes under a proposal.
-            Err(e @ (PeerError::Network { .. } | PeerError::Remote { .. })) => {
-                tracing::debug!("forwarding a write: {e}");
-                Err(ProposeError::LeaderChanged)
+        let failed = match answer {
+            Ok(outcomes) if outcomes.len() == n => {
+                return outcomes
+                    .into_iter()
+                    .map(|o| {
+                        o.map(|outcome| outcome.0)
+                            .map_err(ForwardRefusal::into_error)
+                    })
+                    .collect();
             }
-        }
+            Ok(outcomes) => {
+                // Which of them happened is unknown: as when a leader changes under them.
+                tracing::warn!(
+                    "the leader answered {} outcomes for {n} forwarded writes",
+                    outcomes.len()
+                );
+                ProposeError::LeaderChanged
+            }
+            // Not sent: look for the leader again.
+            Err(PeerError::Unreachable { .. }) => ProposeError::NoLeader,
+            Err(PeerError::Timeout { .. }) => ProposeError::Timeout,
+            // Sent, and the connection broke or the leader answered garbage: whether the
+            // writes happened is unknown, as when a leader changes under a proposal.
+            Err(e @ (PeerError::Network { .. } | PeerError::Remote { .. })) => {
+                tracing::debug!("forwarding writes: {e}");
+                ProposeError::LeaderChanged
+            }
+        };
+        vec![Err(failed); n]
     }
 
     async fn read_index(

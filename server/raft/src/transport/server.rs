@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -199,7 +199,7 @@ async fn handle<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response
         wire::PATH_PRE_VOTE => vote(req, |r| raft.pre_vote(r)).await,
         wire::PATH_SNAPSHOT => install_snapshot(ctx, req).await,
         wire::PATH_TRANSFER_LEADER => rpc(req, |r| raft.handle_transfer_leader(r)).await,
-        wire::PATH_PROPOSE => propose(ctx, req).await,
+        wire::PATH_PROPOSE_BATCH => propose_batch(ctx, req).await,
         wire::PATH_READ_INDEX => read_index(ctx, req).await,
         wire::PATH_MEMBERS => {
             let ttl = forward_ttl(&req);
@@ -347,26 +347,40 @@ fn forward_ttl(req: &Request<Incoming>) -> Duration {
         .min(FORWARD_TTL_MAX)
 }
 
-/// A follower's client write: propose it here (if this member still leads) and answer what
-/// applying it produced.
-async fn propose<S: StateStore>(ctx: &Ctx<S>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// A follower's batch of client writes: propose them here in one go (if this member still
+/// leads) and answer, for each in order, what applying it produced. Writes not answered
+/// within the follower's deadline are answered `Timeout`.
+async fn propose_batch<S: StateStore>(
+    ctx: &Ctx<S>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let ttl = forward_ttl(&req);
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string()),
+    let deadline = std::time::Instant::now() + ttl;
+    let batch: Vec<RequestBytes> = match decode_body(req).await {
+        Ok(b) => b,
+        Err(refusal) => return refusal,
     };
-    let raft = &ctx.member.raft;
-    let written = glommio::timer::timeout(ttl, async {
-        Ok(raft.client_write(RequestBytes(body)).await)
-    })
-    .await;
-    let answer: Result<ApplyOutcome, ForwardRefusal> = match written {
-        Ok(Ok(resp)) => Ok(resp.data),
-        Ok(Err(e)) => Err(ForwardRefusal::of(&crate::node::write_error(e))),
-        Err(_) => Err(ForwardRefusal::Timeout),
-    };
-    // Every answer body is `Result<_, String>` (see `wire`); the refusal is inside `Ok`.
-    reply(StatusCode::OK, wire::encode(&Ok::<_, String>(answer)))
+    let n = batch.len();
+    let mut answers: Vec<Result<ApplyOutcome, ForwardRefusal>> = Vec::with_capacity(n);
+    match ctx.member.raft.client_write_many(batch).await {
+        Ok(mut written) => {
+            while answers.len() < n {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let next = glommio::timer::timeout(left, async { Ok(written.next().await) }).await;
+                answers.push(match next {
+                    Ok(Some(Ok(Ok(done)))) => Ok(done.response),
+                    Ok(Some(Ok(Err(e)))) => {
+                        Err(ForwardRefusal::of(&crate::node::client_write_error(e)))
+                    }
+                    Ok(Some(Err(_)) | None) => Err(ForwardRefusal::Stopped),
+                    Err(_) => Err(ForwardRefusal::Timeout),
+                });
+            }
+        }
+        Err(_fatal) => answers.resize(n, Err(ForwardRefusal::Stopped)),
+    }
+    // Every answer body is `Result<_, String>` (see `wire`); the refusals are inside `Ok`.
+    reply(StatusCode::OK, wire::encode(&Ok::<_, String>(answers)))
 }
 
 /// A follower's linearizable read: confirm leadership with a quorum (ReadIndex) and answer

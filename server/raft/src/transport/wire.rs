@@ -14,9 +14,11 @@ pub const PATH_VOTE: &str = "/raft/vote";
 pub const PATH_PRE_VOTE: &str = "/raft/prevote";
 pub const PATH_SNAPSHOT: &str = "/raft/snapshot";
 pub const PATH_TRANSFER_LEADER: &str = "/raft/transfer-leader";
-/// A follower forwarding a client's write: the body is the protobuf `RaftRequest` as the log
-/// stores it; the answer is JSON of `Result<ApplyOutcome, ForwardRefusal>`.
-pub const PATH_PROPOSE: &str = "/raft/propose";
+/// A follower forwarding its clients' writes, batched: the body is bincode of a
+/// `Vec<RequestBytes>` (each the protobuf `RaftRequest` as the log stores it); the answer is
+/// bincode of `Result<Vec<Result<ApplyOutcome, ForwardRefusal>>, String>`, one outcome per
+/// request, in order.
+pub const PATH_PROPOSE_BATCH: &str = "/raft/propose-batch";
 /// A follower asking for the read index: empty body; the answer is JSON of
 /// `Result<u64, ForwardRefusal>`.
 pub const PATH_READ_INDEX: &str = "/raft/readindex";

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ketch_mvcc::Store;
-use ketch_proto::PutRequest;
 use ketch_proto::ketchpb::{RaftRequest, raft_request};
+use ketch_proto::{CompactionRequest, PutRequest};
 use ketch_raft::{
     Member, PeerNetwork, ProposeError, RaftHandle, RaftOptions, executor_builder, serve_peers,
     start,
@@ -138,6 +138,16 @@ pub fn put(key: &str, value: &str) -> RaftRequest {
         request: Some(raft_request::Request::Put(PutRequest {
             key: Bytes::copy_from_slice(key.as_bytes()),
             value: Bytes::copy_from_slice(value.as_bytes()),
+            ..Default::default()
+        })),
+        header: None,
+    }
+}
+
+pub fn compact(revision: i64) -> RaftRequest {
+    RaftRequest {
+        request: Some(raft_request::Request::Compaction(CompactionRequest {
+            revision,
             ..Default::default()
         })),
         header: None,
