@@ -184,7 +184,7 @@ async fn accept_loop(listener: Rc<ClientListener>, service: ClientService) {
 async fn serve_connection(stream: TcpStream, tls: Option<ClientTls>, service: ClientService) {
     let Some(tls) = tls else {
         let _ = auto::Builder::new(LocalExec)
-            .serve_connection(HyperIo(stream.buffered()), service)
+            .serve_connection(HyperIo::new(stream.buffered()), service)
             .await;
         return;
     };
@@ -197,7 +197,7 @@ async fn serve_connection(stream: TcpStream, tls: Option<ClientTls>, service: Cl
         cn: accepted.client_cn,
     };
     // HyperIo reads through AsyncBufRead; the TLS stream only has AsyncRead.
-    let io = HyperIo(futures_lite::io::BufReader::new(accepted.stream));
+    let io = HyperIo::new(futures_lite::io::BufReader::new(accepted.stream));
     let _ = auto::Builder::new(LocalExec)
         .serve_connection(io, service)
         .await;

@@ -500,7 +500,7 @@ async fn dial(
     let stream = glommio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let Some(host) = &target.tls_host else {
-        return http2_handshake(addr, HyperIo(stream.buffered())).await;
+        return http2_handshake(addr, HyperIo::new(stream.buffered())).await;
     };
     let Some(tls) = tls else {
         return Err(std::io::Error::other(
@@ -516,7 +516,7 @@ async fn dial(
                 addr,
                 warned_at: tls_warned_at,
             };
-            http2_handshake(addr, HyperIo(futures_lite::io::BufReader::new(tapped))).await
+            http2_handshake(addr, HyperIo::new(futures_lite::io::BufReader::new(tapped))).await
         }
         Err(e) => {
             let why = super::tls::dial_error_text(&e);

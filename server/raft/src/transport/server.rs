@@ -171,7 +171,7 @@ where
         async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
-    if let Err(e) = builder.serve_connection(HyperIo(io), service).await {
+    if let Err(e) = builder.serve_connection(HyperIo::new(io), service).await {
         tracing::debug!("peer connection ended: {e}");
     }
 }
