@@ -8,13 +8,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::grpc::GrpcRoutes;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tonic::body::Body;
-use tonic::service::Routes;
-use tower::Service;
 
 #[path = "gateway/mod.rs"]
 mod gateway;
@@ -28,7 +27,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct ClientService {
-    pub routes: Routes,
+    pub routes: GrpcRoutes,
     pub node: Arc<Node>,
 }
 
@@ -43,9 +42,9 @@ impl hyper::service::Service<Request<Incoming>> for ClientService {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         if is_grpc(&req) {
-            let mut routes = self.routes.clone();
+            let routes = self.routes.clone();
             Box::pin(async move {
-                let mut resp = routes.call(req.map(Body::new)).await?;
+                let mut resp = routes.call(req.map(Body::new)).await;
                 grpc_go_oversize_status(resp.headers_mut());
                 Ok(resp)
             })
@@ -146,7 +145,7 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     resp
 }
 
-async fn plain_http(node: &Node, routes: &Routes, req: Request<Incoming>) -> Response<Body> {
+async fn plain_http(node: &Node, routes: &GrpcRoutes, req: Request<Incoming>) -> Response<Body> {
     let get_only = |ok: fn() -> Response<Body>| {
         if req.method() == Method::GET {
             ok()

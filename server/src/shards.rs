@@ -140,7 +140,7 @@ pub(crate) fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Accepts on `listeners` until `stop` fires, then waits for in-flight requests.
 pub async fn serve(
     node: Arc<Node>,
-    routes: tonic::service::Routes,
+    routes: crate::grpc::GrpcRoutes,
     listeners: Vec<ClientListener>,
     stop: flume::Receiver<()>,
 ) {

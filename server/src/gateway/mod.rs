@@ -11,14 +11,13 @@ mod routes;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::grpc::GrpcRoutes;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Body as _, Frame, Incoming};
 use prost_reflect::MessageDescriptor;
 use tonic::body::Body;
-use tonic::service::Routes;
-use tower::Service;
 
 use routes::{Route, Shape};
 
@@ -29,7 +28,7 @@ const MAX_JSON_BODY_BYTES: usize = 64 * 1024 * 1024;
 const STREAM_REQUEST_CAPACITY: usize = 16;
 
 /// Answers a gateway request by calling the gRPC `routes`.
-pub async fn handle(routes: &Routes, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(routes: &GrpcRoutes, req: Request<Incoming>) -> Response<Body> {
     // etcd's CORS wrapper answers every preflight itself, before any route lookup.
     if req.method() == Method::OPTIONS {
         return cors_builder(StatusCode::OK)
@@ -48,7 +47,11 @@ pub async fn handle(routes: &Routes, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-async fn unary_request(routes: &Routes, route: Route, req: Request<Incoming>) -> Response<Body> {
+async fn unary_request(
+    routes: &GrpcRoutes,
+    route: Route,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let authorization = req.headers().get(header::AUTHORIZATION).cloned();
     let body = match read_body(req.into_body()).await {
         Ok(b) => b,
@@ -81,7 +84,7 @@ async fn read_body(body: Incoming) -> Result<Bytes, String> {
 /// grpc-gateway puts it and where auth looks for a token (an empty one included). No client
 /// certificate name is passed on: etcd ignores it for gateway calls.
 async fn call(
-    routes: &Routes,
+    routes: &GrpcRoutes,
     route: Route,
     authorization: Option<http::HeaderValue>,
     body: Body,
@@ -98,11 +101,7 @@ async fn call(
         .header(header::TE, "trailers")
         .body(body)
         .expect("static request parts are valid");
-    let mut routes = routes.clone();
-    let mut resp = match routes.call(req).await {
-        Ok(resp) => resp,
-        Err(never) => match never {},
-    };
+    let mut resp = routes.call(req).await;
     // The gRPC port's rewrite of tonic's oversize refusal into grpc-go's status and wording.
     super::grpc_go_oversize_status(resp.headers_mut());
     resp
@@ -140,7 +139,7 @@ fn failed_status(headers: &HeaderMap) -> Option<tonic::Status> {
 /// etcd, a malformed first request fails the call before any answer; the gRPC stream stays
 /// open after the HTTP body ends (etcd keeps serving a watch after the client's half-close)
 /// until the client goes away.
-async fn bidi(routes: &Routes, route: Route, req: Request<Incoming>) -> Response<Body> {
+async fn bidi(routes: &GrpcRoutes, route: Route, req: Request<Incoming>) -> Response<Body> {
     let desc = json::message(route.request);
     let authorization = req.headers().get(header::AUTHORIZATION).cloned();
     let mut body = req.into_body();
