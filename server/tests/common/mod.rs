@@ -10,13 +10,36 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port the kernel just handed out on 127.0.0.1 (released before use; good enough for tests
-/// that start one server at a time per port pair).
+/// Test servers' ports come from below the kernel's ephemeral range (32768-60999 on these
+/// machines): a port from `bind(0)` is released before the server binds it, and meanwhile
+/// any outgoing connection of a test running beside this one could take it (seen once: etcd
+/// exited "bind: address already in use"). Outgoing connections never use these.
+const TEST_PORT_MIN: u16 = 20_000;
+const TEST_PORT_MAX: u16 = 32_000;
+
+/// A loopback port nobody listens on now, from `TEST_PORT_MIN..TEST_PORT_MAX`: picks walk
+/// the range from a point that differs per test process, so concurrent tests rarely meet.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding 127.0.0.1:0")
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static START: OnceLock<u32> = OnceLock::new();
+    let span = u32::from(TEST_PORT_MAX - TEST_PORT_MIN);
+    let start = *START.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        std::process::id().wrapping_mul(7_919) ^ nanos
+    });
+    // Steps of 97 (prime to the span) visit every port of the range once.
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = TEST_PORT_MIN + (start.wrapping_add(n.wrapping_mul(97)) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {TEST_PORT_MIN}..{TEST_PORT_MAX}");
 }
 
 /// One member's name, ports and `--initial-cluster`.
