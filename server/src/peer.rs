@@ -36,8 +36,7 @@ pub fn listen_addrs(
         let addr = crate::resolve_listen_url(url, "listen-peer-url")?;
         // glommio's listener sets SO_REUSEPORT: bind once without it, so a port already
         // taken (by another member, say) fails here as it fails etcd.
-        std::net::TcpListener::bind(addr)
-            .map_err(|e| anyhow::anyhow!("listen tcp {addr}: bind: {e}"))?;
+        crate::shards::probe_port(addr)?;
         if out.iter().any(|p| p.addr == addr) {
             continue;
         }

@@ -28,6 +28,13 @@ const PUBLISH_POLL: Duration = Duration::from_millis(10);
 const STOP_CHANNEL_BOUND: usize = 1;
 /// Pending-connection queue of each listener (the kernel caps it at net.core.somaxconn).
 const LISTEN_BACKLOG: i32 = 4096;
+/// How long a port found in use is tried again before giving up. A ketch that just exited
+/// leaves its listening sockets to the kernel's io_uring teardown, which closes them 10-25 ms
+/// later (measured on this machine kind); a member restarted at once (the tutorial's
+/// "restart it") would otherwise fail "address already in use" where etcd starts.
+pub const PORT_RELEASE_WAIT: Duration = Duration::from_secs(1);
+/// Pause between binds of a port found in use.
+const PORT_RELEASE_POLL: Duration = Duration::from_millis(10);
 /// glommio refuses to start below this much lockable memory per executor, besides io_memory.
 const GLOMMIO_BASE_MEMLOCK_BYTES: u64 = 512 << 10;
 
@@ -90,9 +97,30 @@ fn rlimit_memlock() -> anyhow::Result<Option<u64>> {
 /// etcd's wording, before anything starts.
 pub fn probe_bind(addrs: &[ClientAddr]) -> anyhow::Result<()> {
     for ClientAddr { addr, .. } in addrs {
-        StdListener::bind(addr).map_err(|e| anyhow::anyhow!("listen tcp {addr}: bind: {e}"))?;
+        probe_port(*addr)?;
     }
     Ok(())
+}
+
+/// Binds `addr` without SO_REUSEPORT and lets go, so that no other socket holds it when the
+/// shards bind it with SO_REUSEPORT (they would join a lingering socket's group and share
+/// connections with it). A port in use is tried again for [`PORT_RELEASE_WAIT`]: sockets of
+/// a ketch that just exited close moments later.
+pub(crate) fn probe_port(addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + PORT_RELEASE_WAIT;
+    loop {
+        match StdListener::bind(addr) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(PORT_RELEASE_POLL);
+            }
+            // Go's wording, as etcd prints it.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                anyhow::bail!("listen tcp {addr}: bind: address already in use")
+            }
+            Err(e) => anyhow::bail!("listen tcp {addr}: bind: {e}"),
+        }
+    }
 }
 
 pub fn executor(shard: usize, io_memory_bytes: usize) -> LocalExecutorBuilder {
