@@ -122,7 +122,7 @@ pub async fn render(node: &Node) -> String {
         "ReadIndex rounds this member started: each confirms the read index once for every linearizable read queued before it (on the leader, followers' ReadIndex requests too).",
         node.raft.read_rounds(),
     );
-    let (forwarded_batches, forwarded_writes) = node.raft.forwarded_writes();
+    let (forwarded_batches, forwarded_writes) = node.raft.forwarded_batches_and_writes();
     metric(
         &mut out,
         "ketch_server_forwarded_writes_total",

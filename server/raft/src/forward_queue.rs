@@ -1,15 +1,19 @@
 //! A follower's client writes on their way to the leader, batched. Writes that reach a
-//! follower while [`FORWARD_BATCHES_IN_FLIGHT_MAX`] batches are already on their way wait,
-//! and go together in the next batch: one peer request and one proposal call on the leader
+//! follower while [`FORWARD_BATCHES_IN_FLIGHT_MAX`] batches are already on their way to the
+//! same leader wait, and go together in the next batch: one peer request and one proposal call on the leader
 //! for many writes, where each write used to cost a request of its own on both members.
 //! etcd's followers likewise send their proposals to the leader on one stream.
+//!
+//! The limit is per leader: batches stuck on a leader that stopped answering (partitioned,
+//! paused) hold no slot of its successor's, so writes go to the new leader as soon as this
+//! member knows it.
 //!
 //! Every pending write is a suspended client write task on this executor, so the queue is
 //! as long as the writes waiting for it, no longer. A write whose caller gave up (its
 //! request timeout fired and dropped the answer's receiver) is not sent.
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,13 +25,15 @@ use crate::handle::{ProposeError, StatusCell};
 use crate::network::{ForwardedWrite, LeaderForward};
 use crate::types::{Member, MemberId, RequestBytes};
 
-/// Batches on their way to the leader at once. More than one, so that a write arriving just
+/// Batches on their way to one leader at once. More than one, so that a write arriving just
 /// after a batch left need not wait for that batch's whole round trip; few, so that batches
 /// stay large when the follower is busy.
 pub const FORWARD_BATCHES_IN_FLIGHT_MAX: usize = 2;
-/// Most writes in one batch (a write is a few hundred bytes; etcd caps a request at 1.5 MiB,
-/// so a batch stays well within a peer request's size).
+/// Most writes in one batch.
 pub const FORWARD_BATCH_MAX: usize = 256;
+/// Most request bytes in one batch (a batch takes at least one write, whatever its size; a
+/// write is at most `--max-request-bytes`, 1.5 MiB by default).
+pub const FORWARD_BATCH_MAX_BYTES: usize = 4 << 20;
 
 struct Pending {
     leader_id: MemberId,
@@ -41,8 +47,9 @@ struct Pending {
 pub struct ForwardQueue<F: LeaderForward> {
     forward: F,
     pending: RefCell<VecDeque<Pending>>,
-    in_flight: Cell<usize>,
-    /// Counts batches and writes sent (`RaftHandle::forwarded_writes`).
+    /// Batches on their way, per leader.
+    in_flight: RefCell<HashMap<MemberId, usize>>,
+    /// Counts batches and writes sent (`RaftHandle::forwarded_batches_and_writes`).
     status: Arc<StatusCell>,
 }
 
@@ -51,7 +58,7 @@ impl<F: LeaderForward> ForwardQueue<F> {
         Rc::new(ForwardQueue {
             forward,
             pending: RefCell::default(),
-            in_flight: Cell::new(0),
+            in_flight: RefCell::default(),
             status,
         })
     }
@@ -78,21 +85,38 @@ impl<F: LeaderForward> ForwardQueue<F> {
         answer.await.unwrap_or(Err(ProposeError::Stopped))
     }
 
-    /// Sends batches while fewer than the maximum are in flight and writes are waiting.
+    /// Sends batches while writes wait for a leader with fewer than the maximum in flight.
     fn pump(self: &Rc<Self>) {
-        while self.in_flight.get() < FORWARD_BATCHES_IN_FLIGHT_MAX {
-            let batch = take_batch(&mut self.pending.borrow_mut());
-            if batch.is_empty() {
+        loop {
+            let batch = {
+                let in_flight = self.in_flight.borrow();
+                let has_slot = |leader: MemberId| {
+                    in_flight.get(&leader).copied().unwrap_or(0) < FORWARD_BATCHES_IN_FLIGHT_MAX
+                };
+                take_batch(&mut self.pending.borrow_mut(), has_slot)
+            };
+            let Some(leader_id) = batch.first().map(|p| p.leader_id) else {
                 return;
-            }
-            self.in_flight.set(self.in_flight.get() + 1);
+            };
+            *self.in_flight.borrow_mut().entry(leader_id).or_default() += 1;
             let queue = self.clone();
             glommio::spawn_local(async move {
                 queue.send(batch).await;
-                queue.in_flight.set(queue.in_flight.get() - 1);
+                queue.batch_done(leader_id);
                 queue.pump();
             })
             .detach();
+        }
+    }
+
+    fn batch_done(&self, leader_id: MemberId) {
+        let mut in_flight = self.in_flight.borrow_mut();
+        let n = in_flight
+            .get_mut(&leader_id)
+            .expect("a batch in flight to this leader");
+        *n -= 1;
+        if *n == 0 {
+            in_flight.remove(&leader_id);
         }
     }
 
@@ -126,19 +150,33 @@ impl<F: LeaderForward> ForwardQueue<F> {
     }
 }
 
-/// The next batch: the oldest waiting writes for the same leader as the oldest one, in
-/// order, at most [`FORWARD_BATCH_MAX`]; writes whose callers gave up are dropped.
-fn take_batch(pending: &mut VecDeque<Pending>) -> Vec<Pending> {
+/// The next batch: the oldest waiting write whose leader `has_slot`, and the writes after it
+/// for the same leader, in order, at most [`FORWARD_BATCH_MAX`] of them and
+/// [`FORWARD_BATCH_MAX_BYTES`] (one write at least); writes whose callers gave up are dropped.
+fn take_batch(
+    pending: &mut VecDeque<Pending>,
+    has_slot: impl Fn(MemberId) -> bool,
+) -> Vec<Pending> {
     pending.retain(|p| !p.reply.is_canceled());
-    let Some(leader_id) = pending.front().map(|p| p.leader_id) else {
+    let Some(leader_id) = pending.iter().map(|p| p.leader_id).find(|l| has_slot(*l)) else {
         return Vec::new();
     };
-    let same_leader = pending
-        .iter()
-        .take(FORWARD_BATCH_MAX)
-        .take_while(|p| p.leader_id == leader_id)
-        .count();
-    pending.drain(..same_leader).collect()
+    let (mut batch, mut rest) = (Vec::new(), VecDeque::with_capacity(pending.len()));
+    let mut bytes = 0;
+    let mut full = false;
+    for p in pending.drain(..) {
+        let fits = batch.is_empty() || bytes + p.data.0.len() <= FORWARD_BATCH_MAX_BYTES;
+        if p.leader_id == leader_id && !full && fits && batch.len() < FORWARD_BATCH_MAX {
+            bytes += p.data.0.len();
+            batch.push(p);
+        } else {
+            // Later writes for this leader wait for the next batch, to keep their order.
+            full |= p.leader_id == leader_id;
+            rest.push_back(p);
+        }
+    }
+    *pending = rest;
+    batch
 }
 
 #[cfg(test)]
@@ -148,15 +186,30 @@ mod tests {
     use super::*;
 
     fn pending(leader_id: MemberId, tag: u8) -> (Pending, oneshot::Receiver<ForwardedWrite>) {
+        sized(leader_id, tag, 1)
+    }
+
+    /// A write of `len` bytes whose first byte is `tag`.
+    fn sized(
+        leader_id: MemberId,
+        tag: u8,
+        len: usize,
+    ) -> (Pending, oneshot::Receiver<ForwardedWrite>) {
         let (reply, answer) = oneshot::channel();
+        let mut data = vec![0u8; len];
+        data[0] = tag;
         let p = Pending {
             leader_id,
             node: Member::default(),
-            data: RequestBytes(bytes::Bytes::from(vec![tag])),
+            data: RequestBytes(bytes::Bytes::from(data)),
             deadline: Instant::now(),
             reply,
         };
         (p, answer)
+    }
+
+    fn any(_: MemberId) -> bool {
+        true
     }
 
     fn tags(batch: &[Pending]) -> Vec<u8> {
@@ -164,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_is_the_oldest_writes_for_one_leader_in_order() {
+    fn a_batch_is_the_waiting_writes_for_the_oldest_ones_leader_in_order() {
         let mut q = VecDeque::new();
         let mut answers = Vec::new();
         for (leader, tag) in [(1, 0), (1, 1), (2, 2), (1, 3)] {
@@ -172,10 +225,9 @@ mod tests {
             q.push_back(p);
             answers.push(a);
         }
-        assert_eq!(tags(&take_batch(&mut q)), [0, 1]);
-        assert_eq!(tags(&take_batch(&mut q)), [2]);
-        assert_eq!(tags(&take_batch(&mut q)), [3]);
-        assert!(take_batch(&mut q).is_empty());
+        assert_eq!(tags(&take_batch(&mut q, any)), [0, 1, 3]);
+        assert_eq!(tags(&take_batch(&mut q, any)), [2]);
+        assert!(take_batch(&mut q, any).is_empty());
     }
 
     #[test]
@@ -189,7 +241,7 @@ mod tests {
                 kept.push(a);
             }
         }
-        assert_eq!(tags(&take_batch(&mut q)), [0, 2, 4]);
+        assert_eq!(tags(&take_batch(&mut q, any)), [0, 2, 4]);
         assert!(q.is_empty());
     }
 
@@ -203,8 +255,58 @@ mod tests {
                 a
             })
             .collect();
-        assert_eq!(take_batch(&mut q).len(), FORWARD_BATCH_MAX);
-        assert_eq!(take_batch(&mut q).len(), 3);
+        assert_eq!(take_batch(&mut q, any).len(), FORWARD_BATCH_MAX);
+        assert_eq!(take_batch(&mut q, any).len(), 3);
+        drop(answers);
+    }
+
+    #[test]
+    fn a_leader_without_a_free_slot_does_not_hold_up_another_leaders_writes() {
+        let mut q = VecDeque::new();
+        let mut answers = Vec::new();
+        for (leader, tag) in [(1, 0), (2, 1), (1, 2), (2, 3)] {
+            let (p, a) = pending(leader, tag);
+            q.push_back(p);
+            answers.push(a);
+        }
+        // Leader 1 (the old one, stuck) has no slot: leader 2's writes go.
+        assert_eq!(tags(&take_batch(&mut q, |l| l == 2)), [1, 3]);
+        assert!(take_batch(&mut q, |l| l == 2).is_empty());
+        assert_eq!(tags(&take_batch(&mut q, any)), [0, 2]);
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_the_byte_maximum_and_at_least_one_write() {
+        let mut q = VecDeque::new();
+        let big = FORWARD_BATCH_MAX_BYTES / 2 + 1;
+        let answers: Vec<_> = [
+            (0, big),
+            (1, big),
+            (2, 10),
+            (3, 2 * FORWARD_BATCH_MAX_BYTES),
+        ]
+        .into_iter()
+        .map(|(tag, len)| {
+            let (p, a) = sized(1, tag, len);
+            q.push_back(p);
+            a
+        })
+        .collect();
+        assert_eq!(
+            tags(&take_batch(&mut q, any)),
+            [0],
+            "a second big one does not fit"
+        );
+        assert_eq!(
+            tags(&take_batch(&mut q, any)),
+            [1, 2],
+            "order kept: 2 waits behind 1"
+        );
+        assert_eq!(
+            tags(&take_batch(&mut q, any)),
+            [3],
+            "an oversize write goes alone"
+        );
         drop(answers);
     }
 }

@@ -253,7 +253,7 @@ impl<S: StateStore> RaftHandle<S> {
 
     /// `(batches, writes)`: client writes this member forwarded to a leader so far, and in
     /// how many batches.
-    pub fn forwarded_writes(&self) -> (u64, u64) {
+    pub fn forwarded_batches_and_writes(&self) -> (u64, u64) {
         (
             self.status.forwarded_batches.load(Ordering::Relaxed),
             self.status.forwarded_writes.load(Ordering::Relaxed),

@@ -59,15 +59,17 @@ impl Serialize for RequestBytes {
 impl<'de> Deserialize<'de> for RequestBytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // As bytes, not as a sequence: `Vec<u8>`'s own impl takes a sequence, which a
-        // binary format decodes one element (one byte) at a time.
-        d.deserialize_byte_buf(RequestBytesVisitor)
+        // binary format decodes one element (one byte) at a time. Borrowed bytes, not an owned
+        // buffer: bincode checks a borrowed length against the input before use, where it
+        // would allocate an owned buffer of whatever length the peer's message claims.
+        d.deserialize_bytes(RequestBytesVisitor)
     }
 }
 
 struct RequestBytesVisitor;
 
 /// Most bytes reserved up front from a sequence's own length hint (it is the peer's word).
-const SEQ_PREALLOC_MAX: usize = 64 * 1024;
+const SEQ_PREALLOC_MAX_BYTES: usize = 64 * 1024;
 
 impl<'de> serde::de::Visitor<'de> for RequestBytesVisitor {
     type Value = RequestBytes;
@@ -86,7 +88,7 @@ impl<'de> serde::de::Visitor<'de> for RequestBytesVisitor {
 
     /// Self-describing formats (JSON) write bytes as a sequence of numbers.
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RequestBytes, A::Error> {
-        let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(SEQ_PREALLOC_MAX));
+        let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(SEQ_PREALLOC_MAX_BYTES));
         while let Some(b) = seq.next_element::<u8>()? {
             v.push(b);
         }

@@ -193,7 +193,7 @@ fn followers_forward_concurrent_writes_in_batches_each_answered_its_own_outcome(
 
     let (batches, forwarded) = followers
         .iter()
-        .map(|&f| ms[f].handle.forwarded_writes())
+        .map(|&f| ms[f].handle.forwarded_batches_and_writes())
         .fold((0, 0), |(b, w), (fb, fw)| (b + fb, w + fw));
     assert_eq!(
         forwarded,

@@ -42,8 +42,9 @@ pub fn routes(node: &Arc<Node>) -> GrpcRoutes {
 
 /// etcd's six gRPC services, chosen by the service name in the request's path
 /// (`/etcdserverpb.KV/Range`: `etcdserverpb.KV`). tonic's own `Routes` matches every
-/// request through axum's router (path patterns, URL parameters), which cost about 2.4% of
-/// the server's CPU under serializable ranges; the services themselves are tonic's.
+/// request through axum's router (path patterns, URL parameters), whose own code took 1.6%
+/// of the server's samples under serializable ranges (session 6's profile, noted in
+/// results/2026-12-08-compare-4a3802d/NOTES.md); the services themselves are tonic's.
 #[derive(Clone)]
 pub struct GrpcRoutes {
     kv: KvServer<kv::KvService>,
@@ -63,16 +64,28 @@ impl GrpcRoutes {
             .path()
             .strip_prefix('/')
             .and_then(|p| p.split_once('/'));
-        match service.map(|(name, _)| name) {
-            Some("etcdserverpb.KV") => call(self.kv.clone(), req).await,
-            Some("etcdserverpb.Watch") => call(self.watch.clone(), req).await,
-            Some("etcdserverpb.Lease") => call(self.lease.clone(), req).await,
-            Some("etcdserverpb.Cluster") => call(self.cluster.clone(), req).await,
-            Some("etcdserverpb.Maintenance") => call(self.maintenance.clone(), req).await,
-            Some("etcdserverpb.Auth") => call(self.auth.clone(), req).await,
-            _ => tonic::Status::unimplemented("").into_http(),
+        let name = service.map_or("", |(name, _)| name);
+        if name == name_of(&self.kv) {
+            call(self.kv.clone(), req).await
+        } else if name == name_of(&self.watch) {
+            call(self.watch.clone(), req).await
+        } else if name == name_of(&self.lease) {
+            call(self.lease.clone(), req).await
+        } else if name == name_of(&self.cluster) {
+            call(self.cluster.clone(), req).await
+        } else if name == name_of(&self.maintenance) {
+            call(self.maintenance.clone(), req).await
+        } else if name == name_of(&self.auth) {
+            call(self.auth.clone(), req).await
+        } else {
+            tonic::Status::unimplemented("").into_http()
         }
     }
+}
+
+/// The gRPC service name a generated server answers (`etcdserverpb.KV`, ...).
+fn name_of<S: tonic::server::NamedService>(_: &S) -> &'static str {
+    S::NAME
 }
 
 async fn call<S>(mut service: S, req: Request<Body>) -> Response<Body>

@@ -24,9 +24,10 @@ pub const FLUSH_YIELDS_MAX: u32 = 4;
 /// as soon as one HTTP/2 stream's response is ready, and each flush was one `send` to the
 /// kernel: under load one 83-byte answer per system call (measured under `range`), though
 /// more answers were ready on the same connection a moment later. So writes are held in a
-/// buffer, and the first flush that finds bytes held yields once instead (the connection's
-/// task goes to the back of the executor's queue): the tasks already queued finish their
-/// answers first, and the next flush sends them all in one system call.
+/// buffer, and a flush that finds bytes held yields instead, again while they keep growing
+/// (the connection's task goes to the back of the executor's queue): the tasks queued finish their
+/// answers first, and a later flush sends them all in one system call (see
+/// results/2026-12-08-compare-4a3802d/NOTES.md).
 pub struct HyperIo<S> {
     io: S,
     /// Bytes written by hyper and not yet sent; `held[sent..]` is still to go.
@@ -75,6 +76,12 @@ impl<S: AsyncWrite + Unpin> HyperIo<S> {
         }
         self.held.clear();
         self.sent = 0;
+        self.yields = 0;
+        self.held_at_yield = 0;
+        if self.held.capacity() > WRITE_COALESCE_MAX_BYTES {
+            // A burst grew the buffer: give the memory back while the connection is idle.
+            self.held = Vec::new();
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -108,8 +115,6 @@ impl<S: AsyncWrite + Unpin> hyper::rt::Write for HyperIo<S> {
             return Poll::Pending;
         }
         ready!(this.poll_send_held(cx))?;
-        this.yields = 0;
-        this.held_at_yield = 0;
         Pin::new(&mut this.io).poll_flush(cx)
     }
 

@@ -372,11 +372,14 @@ async fn propose_batch<S: StateStore>(
                     Ok(Some(Ok(Err(e)))) => {
                         Err(ForwardRefusal::of(&crate::node::client_write_error(e)))
                     }
-                    Ok(Some(Err(_)) | None) => Err(ForwardRefusal::Stopped),
+                    // The batch was proposed: whether this write committed is unknown (a retry
+                    // could apply it twice), as when a leader changes under a proposal.
+                    Ok(Some(Err(_)) | None) => Err(ForwardRefusal::LeaderChanged),
                     Err(_) => Err(ForwardRefusal::Timeout),
                 });
             }
         }
+        // Nothing was proposed: the follower may try again.
         Err(_fatal) => answers.resize(n, Err(ForwardRefusal::Stopped)),
     }
     // Every answer body is `Result<_, String>` (see `wire`); the refusals are inside `Ok`.
