@@ -95,12 +95,17 @@ async fn open_loop_holds_its_rate_for_a_duration() {
     let late = w.max_late_us.load(Ordering::Relaxed);
     assert!(late < 250_000, "a request went out {late} us late");
     // Every send's lateness was recorded, and the worst one is the one the workload saw
-    // (the recorder rounds up to whole microseconds, and counts at least 1).
+    // (the recorder rounds up to whole microseconds, and counts at least 1; its histogram
+    // keeps 3 significant digits, so a maximum reads back up to 0.1% high: 4,956 us as
+    // 4,959 us once).
     let lag = rec
         .send_lag_summary()
         .expect("open loop records its send lag");
     assert_eq!(lag.samples, 3000);
-    assert!(lag.max_s * 1e6 <= late as f64 + 2.0, "{lag:?} vs {late} us");
+    assert!(
+        lag.max_s * 1e6 <= late as f64 * 1.001 + 2.0,
+        "{lag:?} vs {late} us"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
