@@ -23,13 +23,27 @@ pub const ELECTION_TIMEOUT_MS: u64 = 300;
 /// Longest wait for a leader that all members agree on.
 pub const LEADER_WAIT: Duration = Duration::from_secs(10);
 
-/// A free loopback port (bound, then released for the member to bind).
+/// A free loopback port (bound, then released for the member to bind) from 30000-32767:
+/// below the kernel's ephemeral range, and apart from the server tests' (20000-24999) and the
+/// conformance suite's (25000-29999) ports, since peer listeners bind with SO_REUSEPORT and
+/// two members that both found a port free would share it. Picks start at an offset from the
+/// process ID (nextest runs each test in its own process) and a counter keeps one process's
+/// picks apart.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 30_000;
+    const SPAN: u32 = 2_768;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id().wrapping_mul(7_919) % SPAN;
+    for _ in 0..SPAN {
+        // Steps of 97 (prime to the span) visit every port once.
+        let step = NEXT.fetch_add(1, Ordering::Relaxed) * 97;
+        let port = (FIRST + (offset + step) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN)
 }
 
 /// Member ids 1..=n with their peer ports.
