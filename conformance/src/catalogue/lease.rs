@@ -121,7 +121,7 @@ async fn keepalive(c: &mut Ctx) -> Res {
     );
     c.ctl_ok(
         &format!("lease keep-alive --once {id:x}"),
-        &format!("lease {id:x} keepalived with TTL(10)"),
+        &format!("lease {id:016x} keepalived with TTL(10)"),
     )
     .await?;
     Ok(())
