@@ -5,6 +5,7 @@
 //! its process with SIGKILL on drop, so a panicking scenario never leaks a server.
 
 use std::net::TcpListener;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -66,23 +67,34 @@ pub struct ServerSpec {
     pub ready_timeout: Duration,
 }
 
-/// Ports handed to the servers this suite starts: below the kernel's ephemeral range
-/// (32768-60999 on these machines), so no outgoing connection takes one between its pick and
-/// the server's bind, and apart from the ranges of ketch's own test harnesses (server tests
-/// 20000-24999, raft cluster tests 30000-32767), so tests running side by side do not pick
-/// the same port. ketch binds its ports with SO_REUSEPORT: two servers that both found a
-/// port free would share it, each taking part of the other's connections (seen once: an
-/// etcdctl put answered 412 by another member's peer port).
-pub const PORT_RANGE: std::ops::Range<u16> = 25_000..30_000;
+/// Loopback ports for the servers that tests start, one range per harness: below the
+/// kernel's ephemeral range (32768-60999 on these machines), so no outgoing connection takes
+/// one between its pick and the server's bind, and disjoint, so harnesses running side by
+/// side do not pick the same port. ketch binds its ports with SO_REUSEPORT: two servers that
+/// both found a port free would share it, each taking part of the other's connections (seen
+/// once: an etcdctl put answered 412 by another member's peer port).
+///
+/// This suite's servers.
+pub const PORT_RANGE: Range<u16> = 25_000..30_000;
+/// The server crate's process tests (`server/tests`).
+pub const SERVER_TESTS_PORTS: Range<u16> = 20_000..25_000;
+/// The raft crate's cluster tests (`server/raft/tests`).
+pub const RAFT_TESTS_PORTS: Range<u16> = 30_000..32_768;
 
-/// Returns a loopback port from [`PORT_RANGE`] that was free a moment ago: picks walk the
-/// range from a point that differs per process.
+/// Returns a loopback port from [`PORT_RANGE`] that was free a moment ago.
 pub fn free_port() -> std::io::Result<u16> {
+    free_port_in(PORT_RANGE)
+}
+
+/// Returns a loopback port from `range` that was free a moment ago: picks walk the range
+/// from a point that differs per process (nextest runs each test in a process of its own),
+/// and a counter keeps one process's picks apart.
+pub fn free_port_in(range: Range<u16>) -> std::io::Result<u16> {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     static START: OnceLock<u32> = OnceLock::new();
-    let span = u32::from(PORT_RANGE.end - PORT_RANGE.start);
+    let span = u32::from(range.end - range.start);
     let start = *START.get_or_init(|| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -90,16 +102,16 @@ pub fn free_port() -> std::io::Result<u16> {
         std::process::id().wrapping_mul(7_919) ^ nanos
     });
     for _ in 0..span {
-        // Steps of 97 (prime to the span) visit every port once.
+        // Steps of 97 (prime to every span used here) visit each port once.
         let step = NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(97);
-        let port = PORT_RANGE.start + (start.wrapping_add(step) % span) as u16;
+        let port = range.start + (start.wrapping_add(step) % span) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return Ok(port);
         }
     }
     Err(std::io::Error::new(
         std::io::ErrorKind::AddrInUse,
-        format!("no free loopback port in {PORT_RANGE:?}"),
+        format!("no free loopback port in {range:?}"),
     ))
 }
 

@@ -30,7 +30,7 @@ const STOP_CHANNEL_BOUND: usize = 1;
 const LISTEN_BACKLOG: i32 = 4096;
 /// How long a port found in use is tried again before giving up. A ketch that just exited
 /// leaves its listening sockets to the kernel's io_uring teardown, which closes them 10-25 ms
-/// later (measured on this machine kind); a member restarted at once (the tutorial's
+/// later (results/2026-12-08-restart-ports-b894081); a member restarted at once (the tutorial's
 /// "restart it") would otherwise fail "address already in use" where etcd starts.
 pub const PORT_RELEASE_WAIT: Duration = Duration::from_secs(1);
 /// Pause between binds of a port found in use.

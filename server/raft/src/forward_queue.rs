@@ -68,14 +68,14 @@ impl<F: LeaderForward> ForwardQueue<F> {
     pub async fn write(
         self: &Rc<Self>,
         leader_id: MemberId,
-        node: &Member,
+        node: Member,
         data: RequestBytes,
         deadline: Instant,
     ) -> ForwardedWrite {
         let (reply, answer) = oneshot::channel();
         self.pending.borrow_mut().push_back(Pending {
             leader_id,
-            node: node.clone(),
+            node,
             data,
             deadline,
             reply,
@@ -185,27 +185,27 @@ mod tests {
 
     use super::*;
 
-    fn pending(leader_id: MemberId, tag: u8) -> (Pending, oneshot::Receiver<ForwardedWrite>) {
-        sized(leader_id, tag, 1)
-    }
-
-    /// A write of `len` bytes whose first byte is `tag`.
-    fn sized(
-        leader_id: MemberId,
-        tag: u8,
-        len: usize,
-    ) -> (Pending, oneshot::Receiver<ForwardedWrite>) {
-        let (reply, answer) = oneshot::channel();
-        let mut data = vec![0u8; len];
-        data[0] = tag;
-        let p = Pending {
-            leader_id,
-            node: Member::default(),
-            data: RequestBytes(bytes::Bytes::from(data)),
-            deadline: Instant::now(),
-            reply,
-        };
-        (p, answer)
+    /// A queue of writes `(leader, tag, len)`: `len` bytes whose first byte is `tag`, and
+    /// the receivers of their answers (a write whose receiver is dropped was given up).
+    fn queue(
+        writes: impl IntoIterator<Item = (MemberId, u8, usize)>,
+    ) -> (VecDeque<Pending>, Vec<oneshot::Receiver<ForwardedWrite>>) {
+        writes
+            .into_iter()
+            .map(|(leader_id, tag, len)| {
+                let (reply, answer) = oneshot::channel();
+                let mut data = vec![0u8; len];
+                data[0] = tag;
+                let p = Pending {
+                    leader_id,
+                    node: Member::default(),
+                    data: RequestBytes(bytes::Bytes::from(data)),
+                    deadline: Instant::now(),
+                    reply,
+                };
+                (p, answer)
+            })
+            .unzip()
     }
 
     fn any(_: MemberId) -> bool {
@@ -218,13 +218,7 @@ mod tests {
 
     #[test]
     fn a_batch_is_the_waiting_writes_for_the_oldest_ones_leader_in_order() {
-        let mut q = VecDeque::new();
-        let mut answers = Vec::new();
-        for (leader, tag) in [(1, 0), (1, 1), (2, 2), (1, 3)] {
-            let (p, a) = pending(leader, tag);
-            q.push_back(p);
-            answers.push(a);
-        }
+        let (mut q, _answers) = queue([(1, 0, 1), (1, 1, 1), (2, 2, 1), (1, 3, 1)]);
         assert_eq!(tags(&take_batch(&mut q, any)), [0, 1, 3]);
         assert_eq!(tags(&take_batch(&mut q, any)), [2]);
         assert!(take_batch(&mut q, any).is_empty());
@@ -232,43 +226,22 @@ mod tests {
 
     #[test]
     fn writes_whose_callers_gave_up_are_not_sent() {
-        let mut q = VecDeque::new();
-        let mut kept = Vec::new();
-        for tag in 0..6 {
-            let (p, a) = pending(7, tag);
-            q.push_back(p);
-            if tag % 2 == 0 {
-                kept.push(a);
-            }
-        }
+        let (mut q, answers) = queue((0..6).map(|tag| (7, tag, 1)));
+        let _kept: Vec<_> = answers.into_iter().step_by(2).collect();
         assert_eq!(tags(&take_batch(&mut q, any)), [0, 2, 4]);
         assert!(q.is_empty());
     }
 
     #[test]
     fn a_batch_holds_at_most_the_batch_maximum() {
-        let mut q = VecDeque::new();
-        let answers: Vec<_> = (0..FORWARD_BATCH_MAX + 3)
-            .map(|i| {
-                let (p, a) = pending(1, i as u8);
-                q.push_back(p);
-                a
-            })
-            .collect();
+        let (mut q, _answers) = queue((0..FORWARD_BATCH_MAX + 3).map(|i| (1, i as u8, 1)));
         assert_eq!(take_batch(&mut q, any).len(), FORWARD_BATCH_MAX);
         assert_eq!(take_batch(&mut q, any).len(), 3);
-        drop(answers);
     }
 
     #[test]
     fn a_leader_without_a_free_slot_does_not_hold_up_another_leaders_writes() {
-        let mut q = VecDeque::new();
-        let mut answers = Vec::new();
-        for (leader, tag) in [(1, 0), (2, 1), (1, 2), (2, 3)] {
-            let (p, a) = pending(leader, tag);
-            q.push_back(p);
-            answers.push(a);
-        }
+        let (mut q, _answers) = queue([(1, 0, 1), (2, 1, 1), (1, 2, 1), (2, 3, 1)]);
         // Leader 1 (the old one, stuck) has no slot: leader 2's writes go.
         assert_eq!(tags(&take_batch(&mut q, |l| l == 2)), [1, 3]);
         assert!(take_batch(&mut q, |l| l == 2).is_empty());
@@ -277,21 +250,13 @@ mod tests {
 
     #[test]
     fn a_batch_holds_at_most_the_byte_maximum_and_at_least_one_write() {
-        let mut q = VecDeque::new();
         let big = FORWARD_BATCH_MAX_BYTES / 2 + 1;
-        let answers: Vec<_> = [
-            (0, big),
-            (1, big),
-            (2, 10),
-            (3, 2 * FORWARD_BATCH_MAX_BYTES),
-        ]
-        .into_iter()
-        .map(|(tag, len)| {
-            let (p, a) = sized(1, tag, len);
-            q.push_back(p);
-            a
-        })
-        .collect();
+        let (mut q, _answers) = queue([
+            (1, 0, big),
+            (1, 1, big),
+            (1, 2, 10),
+            (1, 3, 2 * FORWARD_BATCH_MAX_BYTES),
+        ]);
         assert_eq!(
             tags(&take_batch(&mut q, any)),
             [0],
@@ -307,6 +272,5 @@ mod tests {
             [3],
             "an oversize write goes alone"
         );
-        drop(answers);
     }
 }

@@ -624,7 +624,7 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
             if let Some((leader_id, node)) = forward_to {
                 let written = self
                     .forwards
-                    .write(leader_id, &node, data.clone(), deadline)
+                    .write(leader_id, node, data.clone(), deadline)
                     .await;
                 match written {
                     Ok(outcome) => return outcome.map_err(ProposeError::Rejected),

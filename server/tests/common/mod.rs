@@ -5,44 +5,15 @@
 
 pub mod pki;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Test servers' ports come from below the kernel's ephemeral range (32768-60999 on these
-/// machines): a port from `bind(0)` is released before the server binds it, and meanwhile
-/// any outgoing connection of a test running beside this one could take it (seen once: etcd
-/// exited "bind: address already in use"). Outgoing connections never use these.
-/// The conformance suite uses 25000-29999 and the raft cluster tests 30000-32767, so tests
-/// running side by side do not pick the same port (ketch binds with SO_REUSEPORT: two servers
-/// could share one).
-const TEST_PORT_MIN: u16 = 20_000;
-const TEST_PORT_MAX: u16 = 25_000;
-
-/// A loopback port nobody listens on now, from `TEST_PORT_MIN..TEST_PORT_MAX`: picks walk
-/// the range from a point that differs per test process, so concurrent tests rarely meet.
+/// A loopback port that was free a moment ago, from the server tests' own range (see
+/// `ketch_conformance::servers`: below the ephemeral range, apart from the other harnesses').
 pub fn free_port() -> u16 {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    static START: OnceLock<u32> = OnceLock::new();
-    let span = u32::from(TEST_PORT_MAX - TEST_PORT_MIN);
-    let start = *START.get_or_init(|| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        std::process::id().wrapping_mul(7_919) ^ nanos
-    });
-    // Steps of 97 (prime to the span) visit every port of the range once.
-    for _ in 0..span {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = TEST_PORT_MIN + (start.wrapping_add(n.wrapping_mul(97)) % span) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port in {TEST_PORT_MIN}..{TEST_PORT_MAX}");
+    use ketch_conformance::servers::{SERVER_TESTS_PORTS, free_port_in};
+    free_port_in(SERVER_TESTS_PORTS).expect("a free loopback port for a test server")
 }
 
 /// One member's name, ports and `--initial-cluster`.

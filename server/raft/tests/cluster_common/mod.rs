@@ -23,27 +23,12 @@ pub const ELECTION_TIMEOUT_MS: u64 = 300;
 /// Longest wait for a leader that all members agree on.
 pub const LEADER_WAIT: Duration = Duration::from_secs(10);
 
-/// A free loopback port (bound, then released for the member to bind) from 30000-32767:
-/// below the kernel's ephemeral range, and apart from the server tests' (20000-24999) and the
-/// conformance suite's (25000-29999) ports, since peer listeners bind with SO_REUSEPORT and
-/// two members that both found a port free would share it. Picks start at an offset from the
-/// process ID (nextest runs each test in its own process) and a counter keeps one process's
-/// picks apart.
+/// A free loopback port (bound, then released for the member to bind), from the raft
+/// tests' own range (see `ketch_conformance::servers`: below the ephemeral range, apart from
+/// the other harnesses', since peer listeners bind with SO_REUSEPORT).
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const FIRST: u32 = 30_000;
-    const SPAN: u32 = 2_768;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let offset = std::process::id().wrapping_mul(7_919) % SPAN;
-    for _ in 0..SPAN {
-        // Steps of 97 (prime to the span) visit every port once.
-        let step = NEXT.fetch_add(1, Ordering::Relaxed) * 97;
-        let port = (FIRST + (offset + step) % SPAN) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN)
+    use ketch_conformance::servers::{RAFT_TESTS_PORTS, free_port_in};
+    free_port_in(RAFT_TESTS_PORTS).expect("a free loopback port for a member")
 }
 
 /// Member ids 1..=n with their peer ports.
