@@ -3,6 +3,7 @@
 //! cleanly on SIGTERM/SIGINT.
 
 mod alarm;
+mod authority;
 mod errors;
 mod grpc;
 mod http;

@@ -13,6 +13,7 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 use hyper_util::server::conn::auto;
 
+use crate::authority::FixAuthority;
 use crate::http::ClientService;
 use crate::node::Node;
 use crate::rt::{HyperIo, LocalExec};
@@ -212,7 +213,7 @@ async fn accept_loop(listener: Rc<ClientListener>, service: ClientService) {
 async fn serve_connection(stream: TcpStream, tls: Option<ClientTls>, service: ClientService) {
     let Some(tls) = tls else {
         let _ = auto::Builder::new(LocalExec)
-            .serve_connection(HyperIo::new(stream.buffered()), service)
+            .serve_connection(HyperIo::new(FixAuthority::new(stream.buffered())), service)
             .await;
         return;
     };
@@ -225,7 +226,9 @@ async fn serve_connection(stream: TcpStream, tls: Option<ClientTls>, service: Cl
         cn: accepted.client_cn,
     };
     // HyperIo reads through AsyncBufRead; the TLS stream only has AsyncRead.
-    let io = HyperIo::new(futures_lite::io::BufReader::new(accepted.stream));
+    let io = HyperIo::new(FixAuthority::new(futures_lite::io::BufReader::new(
+        accepted.stream,
+    )));
     let _ = auto::Builder::new(LocalExec)
         .serve_connection(io, service)
         .await;

@@ -28,7 +28,7 @@ impl KeyVersion {
         }
     }
 
-    /// The fixed-width fields, in the order the snapshot and `hash_kv` write them.
+    /// The fixed-width fields, in the order the snapshot writes them.
     pub fn fixed_fields(&self) -> [i64; 5] {
         [
             self.mod_rev.main,

@@ -13,6 +13,7 @@ use ketch_proto::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeResponse, PutRequest, PutResponse,
     RangeRequest, RangeResponse, ResponseHeader,
 };
+use prost::Message;
 
 use crate::error::MvccError;
 use crate::key_history::{KeyHistory, KeyVersion};
@@ -508,9 +509,17 @@ impl Store {
         }
     }
 
-    /// CRC-32C over every retained write at or below `rev` (0 = current), in key then revision
-    /// order; replicas with the same history give the same value. Returns it with the compact
-    /// revision, as etcd's HashKV.
+    /// etcd's HashKV: CRC-32C over the retained writes at or below `rev` (0 = current) as
+    /// etcd 3.4's backend stores them, so the same history hashes the same on ketch and on
+    /// etcd. Returns it with the compact revision.
+    ///
+    /// etcd hashes its `key` bucket: the bucket's name, then each write in revision order,
+    /// as its bucket key (main and sub revision, 8 bytes each big-endian with `_` between,
+    /// `t` appended for a tombstone) followed by the marshalled `KeyValue` (only the key, for
+    /// a tombstone). Of the writes at or below the compact revision (those a compaction kept)
+    /// it hashes only the ones still live at `rev`, unless no key is live at `rev` at all:
+    /// etcd 3.4's `HashByRev` asks its index which revisions to keep at `rev`, not at the
+    /// compact revision, and skips nothing when that set is empty.
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64), MvccError> {
         if rev > 0 && rev <= self.compact_rev {
             return Err(MvccError::Compacted);
@@ -519,18 +528,38 @@ impl Store {
             return Err(MvccError::FutureRev);
         }
         let rev = if rev <= 0 { self.current_rev } else { rev };
-        let mut crc = 0u32;
+        let mut writes: Vec<(&Bytes, &KeyVersion, bool)> = Vec::new();
+        let mut any_live = false;
         for h in self.keys.values() {
-            let k = &h.key;
-            for v in h.versions.iter().take_while(|v| v.mod_rev.main <= rev) {
-                crc = crc32c::crc32c_append(crc, &(k.len() as u32).to_le_bytes());
-                crc = crc32c::crc32c_append(crc, k);
-                for n in v.fixed_fields() {
-                    crc = crc32c::crc32c_append(crc, &n.to_le_bytes());
+            let live = h.live_at(rev).map(|v| v.mod_rev);
+            any_live |= live.is_some();
+            let retained = h.versions.iter().take_while(|v| v.mod_rev.main <= rev);
+            writes.extend(retained.map(|v| (&h.key, v, live == Some(v.mod_rev))));
+        }
+        writes.retain(|(_, v, live)| v.mod_rev.main > self.compact_rev || *live || !any_live);
+        writes.sort_unstable_by_key(|(_, v, _)| v.mod_rev);
+        let mut crc = crc32c::crc32c(b"key");
+        let mut kv_bytes = Vec::new();
+        for (key, v, _) in writes {
+            let mut bucket_key = [0u8; 18];
+            bucket_key[..8].copy_from_slice(&v.mod_rev.main.to_be_bytes());
+            bucket_key[8] = b'_';
+            bucket_key[9..17].copy_from_slice(&v.mod_rev.sub.to_be_bytes());
+            bucket_key[17] = b't';
+            let kv = if v.is_tombstone() {
+                KeyValue {
+                    key: key.clone(),
+                    ..KeyValue::default()
                 }
-                crc = crc32c::crc32c_append(crc, &(v.value.len() as u32).to_le_bytes());
-                crc = crc32c::crc32c_append(crc, &v.value);
-            }
+            } else {
+                v.to_kv(key, true)
+            };
+            kv_bytes.clear();
+            kv.encode(&mut kv_bytes)
+                .expect("a Vec grows to fit the message");
+            let bucket_key_len = if v.is_tombstone() { 18 } else { 17 };
+            crc = crc32c::crc32c_append(crc, &bucket_key[..bucket_key_len]);
+            crc = crc32c::crc32c_append(crc, &kv_bytes);
         }
         Ok((crc, self.compact_rev))
     }
