@@ -801,15 +801,21 @@ mod tests {
     }
 
     #[test]
-    fn a_url_without_an_authority_is_left_out() {
-        let fields: Fields = vec![
-            (b":method".to_vec(), b"POST".to_vec()),
-            (b":authority".to_vec(), b"unix:///run/etcd.sock".to_vec()),
-        ];
-        let block =
-            loona_hpack::Encoder::new().encode(fields.iter().map(|(n, v)| (&n[..], &v[..])));
-        let (out, _) = filtered(&headers_stream(&[(FLAG_END_HEADERS, block)]), 16);
-        assert_eq!(header_blocks(&out), vec![with_authority(&fields, None)]);
+    fn an_invalid_authority_with_none_inside_is_left_out() {
+        // A unix-socket URL, and the form etcd 3.5.0's client sent (`#initially=[...]`).
+        for authority in [
+            &b"unix:///run/etcd.sock"[..],
+            b"#initially=[http://127.0.0.1:2379]",
+        ] {
+            let fields: Fields = vec![
+                (b":method".to_vec(), b"POST".to_vec()),
+                (b":authority".to_vec(), authority.to_vec()),
+            ];
+            let block =
+                loona_hpack::Encoder::new().encode(fields.iter().map(|(n, v)| (&n[..], &v[..])));
+            let (out, _) = filtered(&headers_stream(&[(FLAG_END_HEADERS, block)]), 16);
+            assert_eq!(header_blocks(&out), vec![with_authority(&fields, None)]);
+        }
     }
 
     #[test]
