@@ -37,6 +37,7 @@ pub fn request_frame(
     // jsonpb ignores unknown fields but refuses unknown enum names; prost-reflect has one
     // switch for both, so unknown fields are dropped first and the switch stays strict.
     strip_unknown_fields(desc, &mut json);
+    canonical_base64(desc, &mut json).map_err(super::go_base64::error_text)?;
     let opts = DeserializeOptions::new().deny_unknown_fields(true);
     let msg = DynamicMessage::deserialize_with_options(desc.clone(), json, &opts)
         .map_err(|e| e.to_string())?;
@@ -68,6 +69,43 @@ fn strip_unknown_fields(desc: &MessageDescriptor, json: &mut serde_json::Value) 
             other => strip_unknown_fields(&inner, other),
         }
     }
+}
+
+/// Decodes every bytes field's string as Go's StdEncoding does (encoding/json's rule, which
+/// jsonpb follows) and puts back its canonical form, which prost-reflect's stricter decoder
+/// takes: Go skips newlines and accepts non-zero trailing bits. The first string Go refuses
+/// (in field-number order, as jsonpb fills fields) gives Go's offset, for etcd's
+/// `illegal base64 data at input byte N`. Runs after `strip_unknown_fields`, on a value whose
+/// depth serde_json has bounded.
+fn canonical_base64(desc: &MessageDescriptor, json: &mut serde_json::Value) -> Result<(), usize> {
+    let serde_json::Value::Object(map) = json else {
+        return Ok(());
+    };
+    for field in desc.fields() {
+        let name = if map.contains_key(field.name()) {
+            field.name()
+        } else {
+            field.json_name()
+        };
+        let Some(value) = map.get_mut(name) else {
+            continue;
+        };
+        let mut fix = |v: &mut serde_json::Value| match (field.kind(), v) {
+            (prost_reflect::Kind::Bytes, serde_json::Value::String(s)) => {
+                *s = super::go_base64::encode(&super::go_base64::decode(s.as_bytes())?);
+                Ok(())
+            }
+            (prost_reflect::Kind::Message(inner), v) => canonical_base64(&inner, v),
+            _ => Ok(()),
+        };
+        match value {
+            serde_json::Value::Array(items) if field.is_list() => {
+                items.iter_mut().try_for_each(&mut fix)?;
+            }
+            v => fix(v)?,
+        }
+    }
+    Ok(())
 }
 
 /// Wraps an encoded message in an uncompressed gRPC frame.
@@ -215,6 +253,24 @@ mod tests {
             std::str::from_utf8(&out).unwrap(),
             r#"{"header":{"cluster_id":"1","member_id":"2","revision":"3"},"kvs":[{"key":"Zm9v","create_revision":"2","mod_revision":"2","version":"1","value":"YmFy"}],"count":"1"}"#
         );
+    }
+
+    #[test]
+    fn bytes_that_are_not_base64_are_refused_in_gos_words_at_any_depth() {
+        let range = message("RangeRequest");
+        let err = request_frame(&range, serde_json::json!({"key": "not base64!"})).unwrap_err();
+        assert_eq!(err, "illegal base64 data at input byte 3");
+        let txn = message("TxnRequest");
+        let nested = serde_json::json!({
+            "compare": [{"key": "YQ==", "value": "YQ=="}],
+            "success": [{"request_put": {"key": "YQ==", "value": "YQ"}}]
+        });
+        let err = request_frame(&txn, nested).unwrap_err();
+        assert_eq!(err, "illegal base64 data at input byte 0");
+        let camel = serde_json::json!({"key": "YQ==", "rangeEnd": "a!"});
+        let err = request_frame(&range, camel).unwrap_err();
+        assert_eq!(err, "illegal base64 data at input byte 1");
+        assert!(request_frame(&range, serde_json::json!({"key": "YQ=\n="})).is_ok());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! behaviour, validation and errors are those of the gRPC API. Route table in `routes`,
 //! JSON rules in `json`; this file is the HTTP adapter.
 
+mod go_base64;
 mod go_json;
 mod json;
 mod routes;
