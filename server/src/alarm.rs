@@ -194,6 +194,7 @@ mod tests {
         let put = RaftRequest {
             request: Some(raft_request::Request::Put(PutRequest::default())),
             header: None,
+            ..RaftRequest::default()
         };
         assert!(!a.refuses(&put), "no alarm: nothing refused");
         a.insert(1, AlarmType::Nospace as i32);
@@ -208,6 +209,7 @@ mod tests {
                 failure,
             })),
             header: None,
+            ..RaftRequest::default()
         };
         assert!(a.refuses(&txn(vec![], vec![put_op.clone()])));
         let get_op = ketch_proto::RequestOp {
@@ -217,6 +219,7 @@ mod tests {
         let del = RaftRequest {
             request: Some(raft_request::Request::DeleteRange(Default::default())),
             header: None,
+            ..RaftRequest::default()
         };
         assert!(!a.refuses(&del), "deletes free space");
     }

@@ -115,6 +115,7 @@ impl Node {
             request: Some(ketch_proto::ketchpb::raft_request::Request::Alarm(raise)),
             // The member raises it itself (etcd's internal request, not the client's).
             header: crate::lease::auth_apply::internal_header(),
+            ..RaftRequest::default()
         };
         if let Err(e) = self.raft.write(raise).await {
             tracing::warn!("raising the NOSPACE alarm: {e}");

@@ -87,6 +87,16 @@ const SCRIPT: &[Case] = &[
     Case { value_bytes: 2_200_002, ..post("/v3/kv/put", "") },
     malformed("/v3/kv/range", r#"{"key":5}"#),
     malformed("/v3/kv/range", r#"{"key":"Zm9v","sort_order":"NOPE"}"#),
+    // Bytes decode by Go's base64 rules, wording included (compared, not masked): a refused
+    // symbol, a missing second '=', no padding, garbage after it, a nested field; then a
+    // newline inside and non-zero trailing bits, which Go accepts (key "a" both times).
+    post("/v3/kv/range", r#"{"key":"not base64!"}"#),
+    post("/v3/kv/range", r#"{"key":"YQ= "}"#),
+    post("/v3/kv/range", r#"{"key":"YWJjZ"}"#),
+    post("/v3/kv/range", r#"{"key":"YWI=x"}"#),
+    post("/v3/kv/txn", r#"{"compare":[{"key":"YQ==","value":"YQ"}]}"#),
+    post("/v3/kv/put", r#"{"key":"YQ=\n=","value":"YR=="}"#),
+    post("/v3/kv/range", r#"{"key":"YR=="}"#),
     post("/v3beta/kv/range", r#"{"key":"Zm9v"}"#),
     post("/v3alpha/kv/range", r#"{"key":"Zm9v"}"#),
     post("/v3/kv/nope", "{}"),

@@ -684,6 +684,7 @@ mod apply {
             &RaftRequest {
                 request: Some(r),
                 header: None,
+                ..RaftRequest::default()
             },
             &mut Vec::new(),
         )
@@ -722,13 +723,7 @@ mod apply {
         let alarm = raft_request::Request::Alarm(AlarmRequest::default());
         assert_eq!(apply(&mut s, alarm), Err(MvccError::NotStoreRequest));
         assert_eq!(
-            s.apply(
-                &RaftRequest {
-                    request: None,
-                    header: None
-                },
-                &mut Vec::new()
-            ),
+            s.apply(&RaftRequest::default(), &mut Vec::new()),
             Err(MvccError::NotStoreRequest)
         );
         let c = CompactionRequest {

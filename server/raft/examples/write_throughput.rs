@@ -54,6 +54,7 @@ fn main() {
                 h.write(RaftRequest {
                     request: Some(raft_request::Request::Put(put)),
                     header: None,
+                    ..RaftRequest::default()
                 })
                 .await
                 .expect("write");

@@ -5,6 +5,7 @@
 //! how openraft maps onto the WAL and the store.
 
 pub mod forward_queue;
+pub mod forwarded_waits;
 pub mod handle;
 pub mod log_record;
 pub mod log_store;

@@ -19,6 +19,7 @@ use openraft_rt::WatchReceiver;
 use parking_lot::RwLock;
 
 use crate::forward_queue::ForwardQueue;
+use crate::forwarded_waits::{ForwardedWaits, Registration};
 use crate::handle::{COMMAND_QUEUE_CAPACITY, Command, ProposeError, RaftHandle, Reply, StatusCell};
 use crate::log_store::LogStore;
 use crate::membership::{
@@ -29,7 +30,7 @@ use crate::snapshot_file::SnapshotFile;
 use crate::state_machine::{EventSink, SnapshotWrites, StateMachine};
 use crate::state_store::StateStore;
 use crate::transport::wire::ForwardRefusal;
-use crate::types::{KetchRaftTypes, Member, MemberId, RequestBytes};
+use crate::types::{ApplyOutcome, KetchRaftTypes, Member, MemberId, RequestBytes};
 
 /// The openraft node type ketch runs.
 pub type KetchRaft<S> = openraft::Raft<KetchRaftTypes, StateMachine<S>>;
@@ -269,12 +270,14 @@ where
     let recovered_last = log.last_index();
     let store = Arc::new(RwLock::new(S::default()));
     let snapshot_writes = SnapshotWrites::default();
+    let waits = Arc::new(ForwardedWaits::new(opts.member_id));
     let sm = StateMachine::new(
         store.clone(),
         opts.snap_dir(),
         events,
         snapshot_writes.clone(),
-    );
+    )
+    .with_forwarded_waits(waits.clone());
     let raft = KetchRaft::new(opts.member_id, config, network, log.clone(), sm)
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -306,6 +309,7 @@ where
         reads: Rc::default(),
         status: status.clone(),
         forwards: ForwardQueue::new(forward.clone(), status.clone()),
+        waits,
         forward,
         retry_pause: Duration::from_millis(opts.heartbeat_ms.clamp(1, RETRY_PAUSE_MAX_MS)),
     };
@@ -563,6 +567,8 @@ struct Driver<S: StateStore, F: LeaderForward> {
     forward: F,
     /// This member's writes on their way to the leader while it follows.
     forwards: Rc<ForwardQueue<F>>,
+    /// Callers of forwarded writes whose outcome the leader did not answer.
+    waits: Arc<ForwardedWaits>,
     /// Wait between attempts while no leader is known.
     retry_pause: Duration,
 }
@@ -579,6 +585,7 @@ struct Route<S: StateStore, F: LeaderForward> {
     status: Arc<StatusCell>,
     forward: F,
     forwards: Rc<ForwardQueue<F>>,
+    waits: Arc<ForwardedWaits>,
     retry_pause: Duration,
 }
 
@@ -589,6 +596,7 @@ impl<S: StateStore, F: LeaderForward> Clone for Route<S, F> {
             status: self.status.clone(),
             forward: self.forward.clone(),
             forwards: self.forwards.clone(),
+            waits: self.waits.clone(),
             retry_pause: self.retry_pause,
         }
     }
@@ -602,6 +610,8 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
         data: RequestBytes,
         deadline: Instant,
     ) -> Result<RaftResponse, ProposeError> {
+        // The request number and tagged bytes, made on the first forward and kept for retries.
+        let mut forwarded: Option<(u64, RequestBytes)> = None;
         loop {
             // A follower that knows its leader forwards at once (raft would only answer
             // "forward to the leader"); a stale view costs one refusal and another try.
@@ -622,13 +632,27 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
                 },
             };
             if let Some((leader_id, node)) = forward_to {
+                let (id, tagged) = forwarded.get_or_insert_with(|| {
+                    let id = self.waits.next_id();
+                    (id, self.waits.tag(&data, id))
+                });
+                // Registered before the batch leaves: the entry may be applied here before
+                // the leader's answer arrives, or instead of it.
+                let applied = self.waits.register(*id);
                 let written = self
                     .forwards
-                    .write(leader_id, node, data.clone(), deadline)
+                    .write(leader_id, node, tagged.clone(), deadline)
                     .await;
                 match written {
                     Ok(outcome) => return outcome.map_err(ProposeError::Rejected),
-                    Err(e) => self.pause_or_fail(e, deadline).await?,
+                    // Sent, and the answer lost: it may still commit.
+                    Err(ProposeError::LeaderChanged) => {
+                        return await_forwarded(applied, deadline).await;
+                    }
+                    Err(e) => {
+                        drop(applied);
+                        self.pause_or_fail(e, deadline).await?;
+                    }
                 }
             }
         }
@@ -790,6 +814,22 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
     }
 }
 
+/// Waits until this member applies a forwarded write whose answer was lost (the leader may
+/// have replicated it first) and answers its outcome; `Timeout` at `deadline`, as etcd's
+/// `request timed out` for a proposal it never saw applied.
+async fn await_forwarded(
+    applied: Registration,
+    deadline: Instant,
+) -> Result<RaftResponse, ProposeError> {
+    let ttl = deadline.saturating_duration_since(Instant::now());
+    match glommio::timer::timeout(ttl, async { Ok(applied.applied().await) }).await {
+        Ok(Some(ApplyOutcome(result))) => result.map_err(ProposeError::Rejected),
+        // The state machine went away (shutdown).
+        Ok(None) => Err(ProposeError::Stopped),
+        Err(_) => Err(ProposeError::Timeout),
+    }
+}
+
 impl<S: StateStore, F: LeaderForward> Driver<S, F> {
     fn route(&self) -> Route<S, F> {
         Route {
@@ -797,6 +837,7 @@ impl<S: StateStore, F: LeaderForward> Driver<S, F> {
             status: self.status.clone(),
             forward: self.forward.clone(),
             forwards: self.forwards.clone(),
+            waits: self.waits.clone(),
             retry_pause: self.retry_pause,
         }
     }

@@ -13,6 +13,7 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, S
 use openraft::{AsyncRuntime, OptionalSend};
 use parking_lot::RwLock;
 
+use crate::forwarded_waits::ForwardedWaits;
 use crate::runtime::GlommioRuntime;
 use crate::snapshot_file::{self, SnapshotFile};
 use crate::state_store::{FrozenState, SerializedState, StateStore};
@@ -77,6 +78,8 @@ pub struct StateMachine<S: StateStore> {
     snap_dir: PathBuf,
     sink: Option<EventSink<S::Event>>,
     writes: SnapshotWrites,
+    /// This member's callers of forwarded writes, answered when their entry is applied.
+    waits: Option<Arc<ForwardedWaits>>,
 }
 
 impl<S: StateStore> StateMachine<S> {
@@ -93,7 +96,13 @@ impl<S: StateStore> StateMachine<S> {
             snap_dir,
             sink,
             writes,
+            waits: None,
         }
+    }
+
+    pub fn with_forwarded_waits(mut self, waits: Arc<ForwardedWaits>) -> Self {
+        self.waits = Some(waits);
+        self
     }
 
     /// Applies one decoded batch under a single write lock; returns what to answer.
@@ -108,9 +117,16 @@ impl<S: StateStore> StateMachine<S> {
             let out = match &entry.payload {
                 EntryPayload::Blank => Ok(RaftResponse::default()),
                 EntryPayload::Normal(bytes) => match bytes.decode() {
-                    Ok(req) => store
-                        .apply_at(entry.log_id.index, &req, events)
-                        .map_err(ApplyError::new),
+                    Ok(req) => {
+                        let out = store
+                            .apply_at(entry.log_id.index, &req, events)
+                            .map_err(ApplyError::new);
+                        if let Some(waits) = self.waits.as_ref().filter(|_| req.request_id != 0) {
+                            let outcome = ApplyOutcome(out.clone());
+                            waits.applied(req.proposer, req.request_id, &outcome);
+                        }
+                        out
+                    }
                     Err(source) => Err(ApplyError::new(UndecodableEntry {
                         index: entry.log_id.index,
                         source,

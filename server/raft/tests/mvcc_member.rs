@@ -28,6 +28,7 @@ fn delete(key: &str) -> RaftRequest {
     RaftRequest {
         request: Some(raft_request::Request::DeleteRange(req)),
         header: None,
+        ..RaftRequest::default()
     }
 }
 
@@ -52,6 +53,7 @@ fn txn_put_if_version(key: &str, version: i64, value: &str) -> RaftRequest {
             failure: vec![],
         })),
         header: None,
+        ..RaftRequest::default()
     }
 }
 
@@ -88,6 +90,7 @@ fn mvcc_state_survives_restart_byte_for_byte() {
     let err = block_on(m.handle.write(RaftRequest {
         request: Some(raft_request::Request::Compaction(compact)),
         header: None,
+        ..RaftRequest::default()
     }))
     .unwrap_err();
     match err {

@@ -172,6 +172,7 @@ pub fn entry(who: &AuthInfo, request: raft_request::Request) -> RaftRequest {
     RaftRequest {
         request: Some(request),
         header: header_of(who),
+        ..RaftRequest::default()
     }
 }
 

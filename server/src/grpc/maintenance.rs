@@ -174,6 +174,7 @@ impl Maintenance for MaintenanceService {
         let req = RaftRequest {
             request: Some(raft_request::Request::Alarm(req.into_inner())),
             header: None,
+            ..RaftRequest::default()
         };
         match self.node.propose(req).await?.response {
             Some(raft_response::Response::Alarm(r)) => Ok(Response::new(r)),

@@ -237,6 +237,7 @@ mod tests {
         RaftRequest {
             request: Some(r),
             header: header_of(who),
+            ..RaftRequest::default()
         }
     }
 
@@ -367,6 +368,7 @@ mod tests {
         let expiry = RaftRequest {
             request: Some(revoke()),
             header: internal_header(),
+            ..RaftRequest::default()
         };
         apply(&mut s, expiry).unwrap();
         assert!(!s.lease_exists(9));

@@ -194,6 +194,7 @@ async fn propose_revoke(node: Arc<Node>, id: i64) {
     let req = RaftRequest {
         request: Some(req),
         header: auth_apply::internal_header(),
+        ..RaftRequest::default()
     };
     if let Err(e) = node.propose(req).await {
         tracing::debug!(lease = id, error = %e, "revoking an expired lease failed");
@@ -210,6 +211,7 @@ async fn propose_checkpoint(node: Arc<Node>, ttls: Vec<(i64, i64)>) {
         .propose(RaftRequest {
             request: Some(req),
             header: None,
+            ..RaftRequest::default()
         })
         .await
     {
@@ -228,6 +230,7 @@ pub async fn clear_checkpoint(node: &Node, id: i64) -> Result<(), tonic::Status>
     node.propose(RaftRequest {
         request: Some(req),
         header: None,
+        ..RaftRequest::default()
     })
     .await
     .map(|_| ())

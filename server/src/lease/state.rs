@@ -409,6 +409,7 @@ mod tests {
         RaftRequest {
             request: Some(r),
             header: None,
+            ..RaftRequest::default()
         }
     }
 

@@ -140,6 +140,7 @@ pub fn put(key: &str, value: &str) -> RaftRequest {
             ..Default::default()
         })),
         header: None,
+        ..RaftRequest::default()
     }
 }
 
@@ -150,6 +151,7 @@ pub fn compact(revision: i64) -> RaftRequest {
             ..Default::default()
         })),
         header: None,
+        ..RaftRequest::default()
     }
 }
 

@@ -127,6 +127,7 @@ pub fn put(key: &str, value: &str) -> RaftRequest {
             ..Default::default()
         })),
         header: None,
+        ..RaftRequest::default()
     }
 }
 
