@@ -3,12 +3,16 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::io;
 use std::path::PathBuf;
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+use futures::future::{Either, select};
 
 use ketch_proto::ketchpb::RaftResponse;
 use ketch_wal::{Wal, WalError, WalOptions};
@@ -19,7 +23,7 @@ use openraft_rt::WatchReceiver;
 use parking_lot::RwLock;
 
 use crate::forward_queue::ForwardQueue;
-use crate::forwarded_waits::{ForwardedWaits, Registration};
+use crate::forwarded_waits::ForwardedWaits;
 use crate::handle::{COMMAND_QUEUE_CAPACITY, Command, ProposeError, RaftHandle, Reply, StatusCell};
 use crate::log_store::LogStore;
 use crate::membership::{
@@ -637,22 +641,29 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
                     (id, self.waits.tag(&data, id))
                 });
                 // Registered before the batch leaves: the entry may be applied here before
-                // the leader's answer arrives, or instead of it.
-                let applied = self.waits.register(*id);
-                let written = self
-                    .forwards
-                    .write(leader_id, node, tagged.clone(), deadline)
-                    .await;
+                // the leader's answer arrives, or instead of it. Whichever comes first
+                // answers (applying is deterministic: both carry the same outcome).
+                let applied = pin!(self.waits.register(*id).applied());
+                let written = pin!(
+                    self.forwards
+                        .write(leader_id, node, tagged.clone(), deadline)
+                );
+                let (written, applied) = match select(written, applied).await {
+                    Either::Left(answered) => answered,
+                    Either::Right((Some(ApplyOutcome(result)), _)) => {
+                        return result.map_err(ProposeError::Rejected);
+                    }
+                    // The state machine went away (shutdown).
+                    Either::Right((None, _)) => return Err(ProposeError::Stopped),
+                };
                 match written {
                     Ok(outcome) => return outcome.map_err(ProposeError::Rejected),
                     // Sent, and the answer lost: it may still commit.
                     Err(ProposeError::LeaderChanged) => {
                         return await_forwarded(applied, deadline).await;
                     }
-                    Err(e) => {
-                        drop(applied);
-                        self.pause_or_fail(e, deadline).await?;
-                    }
+                    // The registration ends with this block, before any new attempt.
+                    Err(e) => self.pause_or_fail(e, deadline).await?,
                 }
             }
         }
@@ -818,11 +829,11 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
 /// have replicated it first) and answers its outcome; `Timeout` at `deadline`, as etcd's
 /// `request timed out` for a proposal it never saw applied.
 async fn await_forwarded(
-    applied: Registration,
+    applied: impl Future<Output = Option<ApplyOutcome>>,
     deadline: Instant,
 ) -> Result<RaftResponse, ProposeError> {
     let ttl = deadline.saturating_duration_since(Instant::now());
-    match glommio::timer::timeout(ttl, async { Ok(applied.applied().await) }).await {
+    match glommio::timer::timeout(ttl, async { Ok(applied.await) }).await {
         Ok(Some(ApplyOutcome(result))) => result.map_err(ProposeError::Rejected),
         // The state machine went away (shutdown).
         Ok(None) => Err(ProposeError::Stopped),
