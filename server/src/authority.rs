@@ -17,7 +17,10 @@
 //!   h2's own table then stays empty, so the client's indexed references never reach it.
 //!
 //! Malformed input is not judged here: the filter gives up and passes the bytes as they came,
-//! and h2 answers them as it would have.
+//! and h2 answers them as it would have. Once a connection is being rewritten that is no
+//! longer possible (h2's table is empty while the client's is not), so such input, or a
+//! header block over `HEADER_BLOCK_MAX_BYTES`, closes the connection, as h2 closes one on a
+//! malformed header block.
 
 use std::io;
 use std::pin::Pin;
@@ -43,9 +46,10 @@ const FRAME_PAYLOAD_MAX_BYTES: usize = 16_384;
 /// which the client port (h2's default) does not change.
 const HEADER_TABLE_MAX_BYTES: usize = 4_096;
 /// Largest header block, encoded or decoded (names, values and 32 bytes per field, as HPACK
-/// counts them), the filter rewrites; above it the bytes pass as they came and h2's own limit
-/// applies.
-const HEADER_BLOCK_MAX_BYTES: usize = 256 * 1024;
+/// counts them), the filter handles. Four times the client port's header list limit (hyper's
+/// 16 KiB): a rewritten block this large still fits the few CONTINUATION frames h2 accepts,
+/// so h2 refuses its stream (431) rather than the connection.
+const HEADER_BLOCK_MAX_BYTES: usize = 64 * 1024;
 
 /// What the filter does with the bytes that follow.
 enum Phase {
@@ -55,6 +59,10 @@ enum Phase {
     Frames,
     /// Passing every byte unchanged.
     Passthrough,
+    /// A rewritten connection met input it cannot rewrite. h2's table is empty while the
+    /// client's is not, so passing the bytes on would be misread: the connection is closed,
+    /// as h2 closes one on a malformed header block.
+    Failed,
 }
 
 /// A header block being assembled from a HEADERS frame and its CONTINUATION frames.
@@ -108,6 +116,11 @@ impl AuthorityFilter {
         matches!(self.phase, Phase::Passthrough)
     }
 
+    /// True once the connection must be closed (see [`Phase::Failed`]).
+    pub fn has_failed(&self) -> bool {
+        matches!(self.phase, Phase::Failed)
+    }
+
     /// Takes bytes read from the client and appends to `out` what hyper should read. Bytes of
     /// an unfinished frame header or header block are kept until the rest arrives.
     pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
@@ -117,6 +130,7 @@ impl AuthorityFilter {
                     out.extend_from_slice(input);
                     input.len()
                 }
+                Phase::Failed => return,
                 Phase::Preface(matched) => self.feed_preface(matched, input, out),
                 Phase::Frames => self.feed_frames(input, out),
             };
@@ -168,19 +182,19 @@ impl AuthorityFilter {
         let len = u32::from_be_bytes([0, self.head[0], self.head[1], self.head[2]]) as usize;
         let kind = self.head[3];
         let block_open = self.block.is_some();
-        let carries_block = kind == FRAME_HEADERS || (kind == FRAME_CONTINUATION && block_open);
-        if !carries_block {
-            if block_open {
-                // Only CONTINUATION may follow an unfinished header block: h2's error to give.
-                return self.give_up(out);
-            }
+        if block_open && kind != FRAME_CONTINUATION {
+            // Only CONTINUATION may follow an unfinished header block: h2's error to give.
+            return self.give_up(out);
+        }
+        if kind != FRAME_HEADERS && kind != FRAME_CONTINUATION {
             out.extend_from_slice(&self.head);
             self.head_len = 0;
             self.skip_bytes = len;
             return;
         }
         let block_bytes = self.block.as_ref().map_or(0, |b| b.raw.len());
-        if block_bytes + len > HEADER_BLOCK_MAX_BYTES {
+        if len > FRAME_PAYLOAD_MAX_BYTES || block_bytes + len > HEADER_BLOCK_MAX_BYTES {
+            // Over the frame size h2 allows, or over the block size handled here.
             return self.give_up(out);
         }
         self.payload.clear();
@@ -233,9 +247,8 @@ impl AuthorityFilter {
 
     fn finish_block(&mut self, block: HeaderBlock, out: &mut Vec<u8>) {
         let Some(fields) = decode_block(&mut self.decoder, &block.fragment) else {
-            out.extend_from_slice(&block.raw);
-            self.phase = Phase::Passthrough;
-            return;
+            self.block = Some(block);
+            return self.give_up(out);
         };
         if !self.rewriting {
             let invalid = fields
@@ -254,7 +267,12 @@ impl AuthorityFilter {
     }
 
     /// Passes on what the filter holds, unchanged, and everything after it: h2 judges it.
+    /// Once the connection is rewritten that would be misread (see [`Phase::Failed`]).
     fn give_up(&mut self, out: &mut Vec<u8>) {
+        if self.rewriting {
+            self.phase = Phase::Failed;
+            return;
+        }
         if let Some(block) = self.block.take() {
             out.extend_from_slice(&block.raw);
         }
@@ -450,6 +468,12 @@ impl<S: AsyncBufRead + Unpin> AsyncBufRead for FixAuthority<S> {
             this.read = 0;
             filter.feed(input, &mut this.out);
             Pin::new(&mut this.io).consume(n);
+            if filter.has_failed() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a header block that cannot be rewritten",
+                )));
+            }
             if filter.is_passthrough() {
                 this.filter = None;
             }
@@ -834,11 +858,62 @@ mod tests {
     fn a_frame_other_than_continuation_inside_a_header_block_passes_as_it_came() {
         let block = loona_hpack::Encoder::new()
             .encode([(&b":authority"[..], &b"http://127.0.0.1:2379"[..])]);
-        let mut input = PREFACE.to_vec();
-        input.extend(frame_bytes(FRAME_HEADERS, 0, 1, &block));
-        input.extend(frame_bytes(0x0, 0, 1, b"data"));
-        let (out, filter) = filtered(&input, 3);
-        assert_eq!(out, input);
+        // DATA, or the HEADERS of another stream, while stream 1's block is unfinished.
+        for (kind, stream_id) in [(0x0, 1), (FRAME_HEADERS, 3)] {
+            let mut input = PREFACE.to_vec();
+            input.extend(frame_bytes(FRAME_HEADERS, 0, 1, &block));
+            input.extend(frame_bytes(kind, FLAG_END_HEADERS, stream_id, &block));
+            let (out, filter) = filtered(&input, 3);
+            assert_eq!(out, input);
+            assert!(filter.is_passthrough());
+        }
+    }
+
+    #[test]
+    fn a_header_frame_over_the_frame_size_passes_as_it_came() {
+        let big = vec![b'x'; FRAME_PAYLOAD_MAX_BYTES];
+        let block = loona_hpack::Encoder::new().encode([
+            (&b":authority"[..], &b"http://127.0.0.1:2379"[..]),
+            (b"x-big", &big[..]),
+        ]);
+        assert!(block.len() > FRAME_PAYLOAD_MAX_BYTES);
+        let input = headers_stream(&[(FLAG_END_HEADERS, block)]);
+        let (out, filter) = filtered(&input, 4096);
+        assert_eq!(out, input, "h2 refuses it (FRAME_SIZE_ERROR) as before");
         assert!(filter.is_passthrough());
+    }
+
+    #[test]
+    fn a_rewritten_connection_that_cannot_be_rewritten_further_fails() {
+        // After etcdctl's first request the connection is rewritten; a later block that does
+        // not decode (index 0), or one over the block limit, cannot be passed on to h2, whose
+        // table is empty: the filter fails and the adapter closes the connection.
+        let big = vec![b'x'; HEADER_BLOCK_MAX_BYTES];
+        let oversized = loona_hpack::Encoder::new().encode([(&b"x-big"[..], &big[..])]);
+        for bad in [vec![0x80], oversized] {
+            let mut input = hex(ETCDCTL_STATUS);
+            for (i, chunk) in bad.chunks(FRAME_PAYLOAD_MAX_BYTES).enumerate() {
+                let last = (i + 1) * FRAME_PAYLOAD_MAX_BYTES >= bad.len();
+                let kind = if i == 0 {
+                    FRAME_HEADERS
+                } else {
+                    FRAME_CONTINUATION
+                };
+                input.extend(frame_bytes(
+                    kind,
+                    if last { FLAG_END_HEADERS } else { 0 },
+                    3,
+                    chunk,
+                ));
+            }
+            let (_, filter) = filtered(&input, 1000);
+            assert!(filter.has_failed());
+            let mut io = FixAuthority::new(futures_lite::io::Cursor::new(input));
+            let read = futures_lite::future::block_on(futures_lite::io::AsyncReadExt::read_to_end(
+                &mut io,
+                &mut Vec::new(),
+            ));
+            assert_eq!(read.unwrap_err().kind(), io::ErrorKind::InvalidData);
+        }
     }
 }

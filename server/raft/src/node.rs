@@ -653,7 +653,8 @@ impl<S: StateStore, F: LeaderForward> Route<S, F> {
                     Either::Right((Some(ApplyOutcome(result)), _)) => {
                         return result.map_err(ProposeError::Rejected);
                     }
-                    // The state machine went away (shutdown).
+                    // Not expected: a waiting entry is removed only when answered or
+                    // when its registration (held here) drops.
                     Either::Right((None, _)) => return Err(ProposeError::Stopped),
                 };
                 match written {
@@ -835,7 +836,7 @@ async fn await_forwarded(
     let ttl = deadline.saturating_duration_since(Instant::now());
     match glommio::timer::timeout(ttl, async { Ok(applied.await) }).await {
         Ok(Some(ApplyOutcome(result))) => result.map_err(ProposeError::Rejected),
-        // The state machine went away (shutdown).
+        // Not expected (see `Route::write`).
         Ok(None) => Err(ProposeError::Stopped),
         Err(_) => Err(ProposeError::Timeout),
     }

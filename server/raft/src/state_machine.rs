@@ -18,7 +18,8 @@ use crate::runtime::GlommioRuntime;
 use crate::snapshot_file::{self, SnapshotFile};
 use crate::state_store::{FrozenState, SerializedState, StateStore};
 use crate::types::{
-    ApplyError, ApplyOutcome, EntryPayload, KetchRaftTypes, LogId, SnapshotMeta, StoredMembership,
+    ApplyError, ApplyOutcome, EntryPayload, KetchRaftTypes, LogId, MemberId, SnapshotMeta,
+    StoredMembership,
 };
 
 /// Receives the events of every applied batch, in log order, before the proposers are
@@ -105,27 +106,27 @@ impl<S: StateStore> StateMachine<S> {
         self
     }
 
-    /// Applies one decoded batch under a single write lock; returns what to answer.
+    /// Applies one decoded batch under a single write lock; returns what to answer, and the
+    /// forwarded writes among them (proposer, number, position in the batch).
     fn apply_batch(
         &mut self,
         items: &[EntryResponder<KetchRaftTypes>],
         events: &mut Vec<S::Event>,
-    ) -> Vec<ApplyOutcome> {
+    ) -> (Vec<ApplyOutcome>, Vec<(MemberId, u64, usize)>) {
         let mut store = self.store.write();
         let mut outcomes = Vec::with_capacity(items.len());
+        let mut forwarded = Vec::new();
         for (entry, _) in items {
             let out = match &entry.payload {
                 EntryPayload::Blank => Ok(RaftResponse::default()),
                 EntryPayload::Normal(bytes) => match bytes.decode() {
                     Ok(req) => {
-                        let out = store
-                            .apply_at(entry.log_id.index, &req, events)
-                            .map_err(ApplyError::new);
-                        if let Some(waits) = self.waits.as_ref().filter(|_| req.request_id != 0) {
-                            let outcome = ApplyOutcome(out.clone());
-                            waits.applied(req.proposer, req.request_id, &outcome);
+                        if req.request_id != 0 {
+                            forwarded.push((req.proposer, req.request_id, outcomes.len()));
                         }
-                        out
+                        store
+                            .apply_at(entry.log_id.index, &req, events)
+                            .map_err(ApplyError::new)
                     }
                     Err(source) => Err(ApplyError::new(UndecodableEntry {
                         index: entry.log_id.index,
@@ -140,7 +141,7 @@ impl<S: StateStore> StateMachine<S> {
             self.applied = Some(entry.log_id);
             outcomes.push(ApplyOutcome(out));
         }
-        outcomes
+        (outcomes, forwarded)
     }
 }
 
@@ -188,11 +189,18 @@ impl<S: StateStore> RaftStateMachine<KetchRaftTypes> for StateMachine<S> {
     {
         let items: Vec<EntryResponder<KetchRaftTypes>> = entries.try_collect().await?;
         let mut events = Vec::new();
-        let outcomes = self.apply_batch(&items, &mut events);
+        let (outcomes, forwarded) = self.apply_batch(&items, &mut events);
         if let Some(sink) = self.sink.as_mut()
             && !events.is_empty()
         {
             sink(events);
+        }
+        // After the events, as for the proposers below: this member's callers of forwarded
+        // writes (see `forwarded_waits`).
+        if let Some(waits) = &self.waits {
+            for (proposer, id, i) in forwarded {
+                waits.applied(proposer, id, &outcomes[i]);
+            }
         }
         for ((_, responder), outcome) in items.into_iter().zip(outcomes) {
             if let Some(r) = responder {
