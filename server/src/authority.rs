@@ -572,6 +572,26 @@ mod tests {
         out
     }
 
+    /// A header block as a HEADERS frame and as many CONTINUATION frames as it needs.
+    fn block_frames(stream_id: u32, block: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let chunks: Vec<&[u8]> = block.chunks(FRAME_PAYLOAD_MAX_BYTES).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let kind = if i == 0 {
+                FRAME_HEADERS
+            } else {
+                FRAME_CONTINUATION
+            };
+            let flags = if i + 1 == chunks.len() {
+                FLAG_END_HEADERS
+            } else {
+                0
+            };
+            out.extend(frame_bytes(kind, flags, stream_id, chunk));
+        }
+        out
+    }
+
     /// The frames after the preface.
     fn frames(stream: &[u8]) -> Vec<Frame> {
         assert_eq!(
@@ -792,20 +812,7 @@ mod tests {
         let block =
             loona_hpack::Encoder::new().encode(fields.iter().map(|(n, v)| (&n[..], &v[..])));
         let mut input = PREFACE.to_vec();
-        for (i, chunk) in block.chunks(FRAME_PAYLOAD_MAX_BYTES).enumerate() {
-            let last = (i + 1) * FRAME_PAYLOAD_MAX_BYTES >= block.len();
-            let kind = if i == 0 {
-                FRAME_HEADERS
-            } else {
-                FRAME_CONTINUATION
-            };
-            input.extend(frame_bytes(
-                kind,
-                if last { FLAG_END_HEADERS } else { 0 },
-                1,
-                chunk,
-            ));
-        }
+        input.extend(block_frames(1, &block));
         let (out, _) = filtered(&input, 1000);
         let kinds: Vec<(u8, u8, usize)> = frames(&out)
             .iter()
@@ -892,20 +899,7 @@ mod tests {
         let oversized = loona_hpack::Encoder::new().encode([(&b"x-big"[..], &big[..])]);
         for bad in [vec![0x80], oversized] {
             let mut input = hex(ETCDCTL_STATUS);
-            for (i, chunk) in bad.chunks(FRAME_PAYLOAD_MAX_BYTES).enumerate() {
-                let last = (i + 1) * FRAME_PAYLOAD_MAX_BYTES >= bad.len();
-                let kind = if i == 0 {
-                    FRAME_HEADERS
-                } else {
-                    FRAME_CONTINUATION
-                };
-                input.extend(frame_bytes(
-                    kind,
-                    if last { FLAG_END_HEADERS } else { 0 },
-                    3,
-                    chunk,
-                ));
-            }
+            input.extend(block_frames(3, &bad));
             let (_, filter) = filtered(&input, 1000);
             assert!(filter.has_failed());
             let mut io = FixAuthority::new(futures_lite::io::Cursor::new(input));
