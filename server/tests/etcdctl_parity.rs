@@ -64,6 +64,7 @@ const URL_ENDPOINT_COMMANDS: &[&[&str]] = &[
     &["endpoint", "status", "-w", "table"],
     &["endpoint", "hashkv"],
     &["endpoint", "hashkv", "--rev=10"],
+    &["endpoint", "hashkv", "--rev=-1"],
     &["defrag"],
     &["move-leader", "1"],
     &["get", "foo"],

@@ -509,7 +509,8 @@ impl Store {
         }
     }
 
-    /// etcd's HashKV: CRC-32C over the retained writes at or below `rev` (0 = current) as
+    /// etcd's HashKV: CRC-32C over the retained writes at or below `rev` (0 = current; a
+    /// negative revision, as etcd, hashes none) as
     /// etcd 3.4's backend stores them, so the same history hashes the same on ketch and on
     /// etcd. Returns it with the compact revision.
     ///
@@ -527,7 +528,9 @@ impl Store {
         if rev > self.current_rev {
             return Err(MvccError::FutureRev);
         }
-        let rev = if rev <= 0 { self.current_rev } else { rev };
+        // 0 is the current revision; a negative one hashes no write at all (etcd's answer is
+        // the CRC of the bucket name alone).
+        let rev = if rev == 0 { self.current_rev } else { rev };
         let mut writes: Vec<(&Bytes, &KeyVersion, bool)> = Vec::new();
         let mut any_live = false;
         for h in self.keys.values() {
