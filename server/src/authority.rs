@@ -361,24 +361,9 @@ fn encode_literals(fields: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
 
 /// An HPACK string literal without Huffman coding (RFC 7541 §5.2).
 fn encode_string(s: &[u8], out: &mut Vec<u8>) {
-    encode_integer(s.len(), 7, 0x00, out);
+    loona_hpack::encoder::encode_integer_into(s.len(), 7, 0x00, out)
+        .expect("writing to a Vec does not fail");
     out.extend_from_slice(s);
-}
-
-/// An HPACK integer with an N-bit prefix (RFC 7541 §5.1); `flags` fills the bits above it.
-fn encode_integer(mut value: usize, prefix_bits: u32, flags: u8, out: &mut Vec<u8>) {
-    let prefix_max = (1usize << prefix_bits) - 1;
-    if value < prefix_max {
-        out.push(flags | value as u8);
-        return;
-    }
-    out.push(flags | prefix_max as u8);
-    value -= prefix_max;
-    while value >= 0x80 {
-        out.push((value & 0x7f) as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
 }
 
 /// The rewritten block as one HEADERS frame, followed by CONTINUATION frames when it does not

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{ServerProcess, free_port, ketch_bin};
+use ketch_conformance::normalize::mask_status_table_row;
 use regex::Regex;
 
 fn commands() -> Vec<(Vec<String>, Option<String>)> {
@@ -126,26 +127,6 @@ fn normalize(text: &str) -> String {
         .map(mask_status_table_row)
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// `endpoint status -w table` rows: DB SIZE, RAFT TERM, RAFT INDEX, RAFT APPLIED INDEX.
-fn mask_status_table_row(line: &str) -> String {
-    let cells: Vec<&str> = line.split('|').collect();
-    if cells.len() != 12 || cells[3].trim() == "VERSION" || !line.starts_with('|') {
-        return line.to_string();
-    }
-    cells
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            if [4, 7, 8, 9].contains(&i) {
-                " <n> "
-            } else {
-                c
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("|")
 }
 
 fn transcript(bin: &Path, dir: &Path, client_port: u16, peer_port: u16) -> String {
